@@ -1,0 +1,281 @@
+"""Splice SE blocks into the forward of the modules that hold each site.
+
+For each module that receives an SE block, its local fx graph gets a call to a new
+SqueezeExcite child, the graph is compiled back to Python, and the instance's class
+is swapped for a subclass of its own class whose forward is that code. Everything
+else about the module stays: its class (isinstance), methods, attributes, children,
+state_dict keys. When the module's forward differs between train and eval mode (an
+`if self.training:` in user code), both modes are traced and edited, and the new
+forward dispatches on `self.training`. `restore` undoes all of it.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> from seinject.backends.fx_trace import trace_model
+    >>> from seinject.matcher import match
+    >>> from seinject.loader import load_rule
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    >>> traced = trace_model(net)
+    >>> rule = load_rule("conv_block")
+    >>> done = splice(traced, match(rule, traced.view).sites, rule.se)
+    >>> [name for name, _ in done.inserted]
+    ['se_1']
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from ..blocks.se import SqueezeExcite
+from ..config import SEConfig
+from ..site import Site, Skip
+from .fx_trace import LocalGraph, TracedModel, trace_module
+
+ORIGINAL_CLASS = "_seinject_original_class"
+SE_NAMES = "_seinject_se_names"
+
+
+@dataclass
+class _Edit:
+    site: Site
+    value: fx.Node                  # local node whose value SE scales
+    users: tuple[fx.Node, ...] | None  # local nodes to rewire (None: every user)
+
+
+@dataclass
+class SpliceResult:
+    """SE blocks inserted as (qualified module name, site), and sites that could not be."""
+
+    inserted: list[tuple[str, Site]] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def splice(traced: TracedModel, sites: list[Site], config: SEConfig) -> SpliceResult:
+    """Insert one SqueezeExcite per site into traced.root, in place.
+
+    Example: see the module docstring.
+    """
+    result = SpliceResult()
+    edits: dict[str, list[_Edit]] = {}
+    for site in sites:
+        edit = _locate(traced, site)
+        if isinstance(edit, Skip):
+            result.skipped.append(edit)
+        else:
+            edits.setdefault(edit[0], []).append(edit[1])
+    for owner, owner_edits in edits.items():
+        lg = traced.graphs[owner]
+        outcome = _rewrite_module(lg, owner_edits, config)
+        if isinstance(outcome, Skip):
+            result.skipped.extend(Skip(e.site.name, outcome.reason) for e in owner_edits)
+            continue
+        for attr, edit in outcome:
+            qualified = f"{owner}.{attr}" if owner else attr
+            result.inserted.append((qualified, edit.site))
+    result.inserted.sort(key=lambda pair: sites.index(pair[1]))
+    return result
+
+
+def _locate(traced: TracedModel, site: Site):
+    """(owner module path, _Edit) for a site, or a Skip saying why it cannot be placed."""
+    view = traced.view
+    if site.consumers is None:
+        ref = view.node(site.node)["ref"]
+        owner, value, users = ref.owner, ref.node, None
+    else:
+        refs = [view.node(c)["ref"] for c in site.consumers]
+        owners = {r.owner for r in refs}
+        if len(owners) != 1:
+            return Skip(site.name, "its consumers live in different modules")
+        carriers = set()
+        for consumer, ref in zip(site.consumers, refs):
+            inputs = view.inputs(consumer)
+            carriers.update(ref.input_locals[i] for i, p in enumerate(inputs) if p == site.node)
+        if len(carriers) != 1 or None in carriers:
+            return Skip(site.name, "the value reaches its consumers through a container (list/tuple)")
+        owner, value = owners.pop(), carriers.pop()
+        users = tuple(r.node for r in refs)
+    lg = traced.graphs[owner]
+    if lg.calls != 1:
+        return Skip(site.name, f"module {owner or '<root>'!r} is called {lg.calls} times; an SE "
+                    "block inside it would act at every call")
+    return owner, _Edit(site, value, users)
+
+
+def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
+    module = lg.module
+    names = _se_names(module, edits)
+    other = _other_mode_graph(lg)
+    if isinstance(other, Skip):
+        return other
+    graphs = [lg.graph] + ([other] if other is not None else [])
+    for graph in graphs[1:]:
+        by_name = {n.name: n for n in graph.nodes}
+        for edit in edits:
+            needed = [edit.value] + list(edit.users or ())
+            if any(n.name not in by_name for n in needed):
+                return Skip(edit.site.name, f"forward of {lg.path or '<root>'!r} differs between "
+                            "train and eval mode at this site")
+    device, dtype = _placement(module)
+    for attr, edit in zip(names, edits):
+        block = SqueezeExcite(edit.site.channels, config).to(device=device, dtype=dtype)
+        module.add_module(attr, block)
+    for graph in graphs:
+        by_name = {n.name: n for n in graph.nodes}
+        for attr, edit in zip(names, edits):
+            users = None if edit.users is None else [by_name[u.name] for u in edit.users]
+            _insert_call(graph, by_name[edit.value.name], users, attr)
+        graph.lint()
+    forwards = [_compile(graph, type(module).__name__) for graph in graphs]
+    _install(module, forwards, names)
+    return list(zip(names, edits))
+
+
+def _other_mode_graph(lg: LocalGraph):
+    """The module's graph traced in the other training mode, or None when it is the same."""
+    module = lg.module
+    module.training = not module.training
+    try:
+        flipped = trace_module(module, lg.path)
+    finally:
+        module.training = not module.training
+    if flipped.graph is None:
+        return Skip(lg.path, f"cannot trace {lg.path or '<root>'!r} in the other training mode")
+    if _code(flipped.graph) == _code(lg.graph):
+        return None
+    return flipped.graph
+
+
+def _code(graph: fx.Graph) -> str:
+    return graph.python_code(root_module="self").src
+
+
+def _se_names(module: nn.Module, edits: list[_Edit]) -> list[str]:
+    taken = set(dict(module.named_children())) | set(vars(module))
+    names = []
+    for edit in edits:
+        base = "se" if len(edits) == 1 else f"se_{edit.value.name.strip('_')}"
+        name, k = base, 1
+        while name in taken or hasattr(type(module), name):
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def _insert_call(graph: fx.Graph, value: fx.Node, users: list[fx.Node] | None, attr: str) -> None:
+    if users is None:
+        anchor = value
+        if value.op == "placeholder":
+            anchor = next(n for n in graph.nodes if n.op != "placeholder").prev
+        with graph.inserting_after(anchor):
+            call = graph.call_module(attr, (value,))
+        value.replace_all_uses_with(call, delete_user_cb=lambda user: user is not call)
+        return
+    first = min(users, key=lambda n: _position(graph, n))
+    with graph.inserting_before(first):
+        call = graph.call_module(attr, (value,))
+    for user in users:
+        user.replace_input_with(value, call)
+
+
+def _position(graph: fx.Graph, node: fx.Node) -> int:
+    for i, n in enumerate(graph.nodes):
+        if n is node:
+            return i
+    raise LookupError(node.name)
+
+
+def _compile(graph: fx.Graph, owner: str):
+    code = graph.python_code(root_module="self")
+    namespace = dict(code.globals)
+    exec(compile(code.src, f"<seinject forward of {owner}>", "exec"), namespace)
+    return namespace["forward"]
+
+
+def _install(module: nn.Module, forwards: list, names: list[str]) -> None:
+    original = module.__dict__.get(ORIGINAL_CLASS, type(module))
+    forward = forwards[0] if len(forwards) == 1 else _dispatch(forwards, module.training)
+    body = {"forward": forward, "__module__": original.__module__}
+    if issubclass(original, (nn.Sequential, nn.ModuleList)):
+        body.update(_HIDE_SE)
+    new_class = type(original.__name__, (original,), body)
+    new_class.__qualname__ = original.__qualname__
+    module.__class__ = new_class
+    module.__dict__[ORIGINAL_CLASS] = original
+    module.__dict__[SE_NAMES] = list(module.__dict__.get(SE_NAMES, [])) + names
+
+
+def _dispatch(forwards: list, traced_training: bool):
+    """A forward that runs the graph traced for the current training mode."""
+    current, other = forwards
+    train, evaluate = (current, other) if traced_training else (other, current)
+    signature = inspect.signature(current)
+    params = list(signature.parameters)[1:]
+    call = ", ".join(params)
+    src = (f"def forward(self, {', '.join(str(p) for p in list(signature.parameters.values())[1:])}):\n"
+           f"    if self.training:\n        return _train(self, {call})\n"
+           f"    return _eval(self, {call})\n")
+    namespace = {"_train": train, "_eval": evaluate}
+    exec(compile(src, "<seinject mode dispatch>", "exec"), namespace)
+    return namespace["forward"]
+
+
+def _visible(self) -> list:
+    hidden = set(self.__dict__.get(SE_NAMES, ()))
+    return [(k, m) for k, m in self._modules.items() if k not in hidden]
+
+
+def _len(self) -> int:
+    return len(_visible(self))
+
+
+def _iter(self):
+    return iter(m for _, m in _visible(self))
+
+
+def _getitem(self, idx):
+    items = _visible(self)
+    if isinstance(idx, slice):
+        original = self.__dict__[ORIGINAL_CLASS]
+        if issubclass(original, nn.Sequential):
+            return nn.Sequential(OrderedDict(items[idx]))
+        return nn.ModuleList([m for _, m in items[idx]])
+    return items[idx][1]
+
+
+# Sequential/ModuleList owners keep their length, iteration and indexing: SE children hide.
+_HIDE_SE = {"__len__": _len, "__iter__": _iter, "__getitem__": _getitem}
+
+
+def restore(model: nn.Module) -> int:
+    """Undo every splice in `model` (in place); returns the number of SE blocks removed.
+
+    Example:
+        >>> restore(nn.Sequential(nn.ReLU()))
+        0
+    """
+    removed = 0
+    for module in list(model.modules()):
+        original = module.__dict__.get(ORIGINAL_CLASS)
+        if original is None:
+            continue
+        for name in module.__dict__.pop(SE_NAMES, []):
+            if name in module._modules:
+                del module._modules[name]
+                removed += 1
+        del module.__dict__[ORIGINAL_CLASS]
+        module.__class__ = original
+    return removed

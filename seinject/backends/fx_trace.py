@@ -1,0 +1,294 @@
+"""Trace a model module by module with torch.fx and inline the graphs into one GraphView.
+
+Each module that is not a torch.nn built-in is traced on its own, with its children
+as leaves, so its graph is small and stays tied to that module: a rewrite changes
+only the forward of the modules that receive an SE block. The per-module graphs are
+inlined (a child's placeholders bound to the parent's arguments, its output to the
+parent's call) into one view, so a residual join written as `x + self.block(x)` in a
+parent is seen whole. A module whose forward cannot be traced is kept as an opaque op,
+its own children are traced as separate islands, and the reason is reported.
+
+Example:
+    >>> import torch.nn as nn
+    >>> traced = trace_model(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+    >>> [traced.view.node(n)["name"] for n in traced.view.nodes()]
+    ['input', '0', '1']
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from ..site import Skip
+from ..view import GraphView, RawOp
+from .fx_kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
+
+
+@dataclass
+class LocalGraph:
+    """The fx graph of one module's forward (children as leaves), or why there is none."""
+
+    path: str
+    module: nn.Module
+    graph: fx.Graph | None
+    error: str | None = None
+    calls: int = 0
+
+
+@dataclass
+class OpRef:
+    """Where a view op lives: the module graph holding it, its node, and the local
+    nodes that carry each of its inputs (parallel to RawOp.inputs; None where an input
+    is not a plain local value)."""
+
+    owner: str
+    node: fx.Node
+    input_locals: list
+
+
+@dataclass
+class TracedModel:
+    """A model's GraphView with the per-module graphs behind it and the parts left out."""
+
+    root: nn.Module
+    view: GraphView
+    graphs: dict[str, LocalGraph]
+    left_out: list[Skip] = field(default_factory=list)
+
+
+class _ShallowTracer(fx.Tracer):
+    """Traces one module's own forward: every submodule call becomes a leaf call."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return True
+
+
+def trace_module(module: nn.Module, path: str = "") -> LocalGraph:
+    """The local graph of one module, or a LocalGraph with the reason tracing failed.
+
+    Example:
+        >>> trace_module(nn.Sequential(nn.ReLU())).graph is not None
+        True
+    """
+    try:
+        graph = _ShallowTracer().trace(module)
+    except Exception as exc:  # any failure of user code under tracing leaves the module out
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return LocalGraph(path, module, None, f"{type(exc).__name__}: {message}"[:300])
+    return LocalGraph(path, module, graph)
+
+
+class _Struct(tuple):
+    """A tuple/list of values returned by an inlined module."""
+
+
+class _Const:
+    """A tensor fetched with get_attr (a parameter, buffer or constant)."""
+
+    def __init__(self, tensor: Any):
+        self.tensor = tensor
+
+
+class _Builder:
+    def __init__(self, root: nn.Module, input_shapes: dict[str, list]):
+        self.root = root
+        self.input_shapes = input_shapes
+        self.ops: list[RawOp] = []
+        self.graphs: dict[str, LocalGraph] = {}
+        self.left_out: list[Skip] = []
+        self.name_uses: dict[str, int] = {}
+        self.islanded: set[str] = set()
+
+    # -- module level ---------------------------------------------------------------------
+    def local(self, path: str, module: nn.Module) -> LocalGraph:
+        if path not in self.graphs:
+            self.graphs[path] = trace_module(module, path)
+        return self.graphs[path]
+
+    def expand_root(self, path: str, module: nn.Module) -> None:
+        lg = self.local(path, module)
+        if lg.graph is None:
+            self.leave_out(lg)
+            return
+        self.expand(lg, None)
+
+    def leave_out(self, lg: LocalGraph) -> None:
+        """Report an untraceable module and trace its non-leaf children as islands."""
+        if lg.path in self.islanded:
+            return
+        self.islanded.add(lg.path)
+        self.left_out.append(Skip(lg.path or "<root>", f"not traceable ({lg.error}); its submodules "
+                                  "are processed on their own"))
+        for name, child in lg.module.named_children():
+            if not is_structural_leaf(child):
+                self.expand_root(_join(lg.path, name), child)
+
+    def expand(self, lg: LocalGraph, bound: dict | None):
+        """Emit the ops of one module call; returns the value of its output."""
+        lg.calls += 1
+        env: dict[fx.Node, Any] = {}
+        shapes = iter(self.input_shapes.get(lg.path, []))
+        for node in lg.graph.nodes:
+            if node.op == "placeholder":
+                if bound is None:
+                    name = _join(lg.path, node.name) if lg.path else node.name
+                    env[node] = self.emit(node, lg, "input", {}, [], name, next(shapes, None))
+                else:
+                    env[node] = bound.get(node)
+            elif node.op == "get_attr":
+                env[node] = _Const(_fetch(lg.module, node.target))
+            elif node.op == "output":
+                return _value(node.args[0], env)
+            elif node.op == "call_module":
+                env[node] = self.call_module(node, lg, env)
+            else:
+                env[node] = self.call_function(node, lg, env)
+        return None
+
+    def call_module(self, node: fx.Node, lg: LocalGraph, env: dict) -> Any:
+        sub = lg.module.get_submodule(node.target)
+        path = _join(lg.path, node.target)
+        if not is_structural_leaf(sub):
+            child = self.local(path, sub)
+            if child.graph is not None:
+                return self.expand(child, _bind(child.graph, node, env))
+            self.leave_out(child)
+        kind, attrs = classify_module(sub) if is_structural_leaf(sub) else ("other", {"opaque": True})
+        return self.emit(node, lg, kind, attrs, *_inputs(node, env), self.unique(path))
+
+    def call_function(self, node: fx.Node, lg: LocalGraph, env: dict) -> Any:
+        if node.target is operator.getitem:
+            source = env.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+            if isinstance(source, _Struct) and isinstance(node.args[1], int):
+                return source[node.args[1]] if -len(source) <= node.args[1] < len(source) else None
+        args = tuple(_value(a, env) for a in node.args)
+        kwargs = {k: _value(v, env) for k, v in node.kwargs.items()}
+        kind, attrs = classify_call(node.op, node.target, args, kwargs)
+        if kind == "conv":
+            weight = args[1] if len(args) > 1 else kwargs.get("weight")
+            if isinstance(weight, _Const) and isinstance(weight.tensor, torch.Tensor):
+                attrs.update(conv_weight_attrs(weight.tensor, attrs.get("groups", 1)))
+        name = _join(lg.path, node.name) if lg.path else node.name
+        return self.emit(node, lg, kind, attrs, *_inputs(node, env), self.unique(name))
+
+    # -- op level ---------------------------------------------------------------------------
+    def unique(self, name: str) -> str:
+        uses = self.name_uses.get(name, 0)
+        self.name_uses[name] = uses + 1
+        return name if uses == 0 else f"{name}_{uses}"
+
+    def emit(self, node: fx.Node, lg: LocalGraph, kind: str, attrs: dict, inputs: list,
+             locals_: list, name: str, shape: Any = None) -> str:
+        op_id = f"n{len(self.ops)}"
+        self.ops.append(RawOp(op_id, kind, name, inputs, attrs, shape=shape,
+                              ref=OpRef(lg.path, node, locals_)))
+        return op_id
+
+
+def trace_model(model: nn.Module, example_inputs: Any = None) -> TracedModel:
+    """Trace `model` module by module and build its GraphView.
+
+    example_inputs (a tensor or tuple of tensors) lets seinject record the input shape
+    of every module with one forward pass, for channel counts the structure cannot give.
+
+    Example:
+        >>> traced = trace_model(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+        >>> traced.view.node("n1")["channels"]
+        8
+    """
+    builder = _Builder(model, _record_input_shapes(model, example_inputs))
+    builder.expand_root("", model)
+    return TracedModel(model, GraphView(builder.ops), builder.graphs, builder.left_out)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _fetch(module: nn.Module, target: str) -> Any:
+    obj: Any = module
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _value(arg: Any, env: dict) -> Any:
+    if isinstance(arg, fx.Node):
+        return env.get(arg)
+    if isinstance(arg, (list, tuple)):
+        return _Struct(_value(a, env) for a in arg)
+    return arg
+
+
+def _inputs(node: fx.Node, env: dict) -> tuple[list, list]:
+    """Producer ids of a node's tensor inputs, and the local nodes carrying them."""
+    inputs, locals_ = [], []
+
+    def visit(arg: Any, carrier: Any) -> None:
+        if isinstance(arg, fx.Node):
+            value = env.get(arg)
+            if isinstance(value, str):
+                inputs.append(value)
+                locals_.append(arg)
+            elif isinstance(value, _Struct):
+                for item in value:
+                    if isinstance(item, str):
+                        inputs.append(item)
+                        locals_.append(None)
+        elif isinstance(arg, (list, tuple)):
+            for item in arg:
+                visit(item, carrier)
+        elif isinstance(arg, dict):
+            for item in arg.values():
+                visit(item, carrier)
+
+    for arg in node.args:
+        visit(arg, None)
+    for arg in node.kwargs.values():
+        visit(arg, None)
+    return inputs, locals_
+
+
+def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
+    """Map a child graph's placeholders to the values the parent passes in."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    bound: dict = {}
+    positional = list(call.args)
+    for ph in placeholders:
+        name = str(ph.target)
+        if name.startswith("*"):
+            bound[ph] = _Struct(_value(a, env) for a in positional)
+            positional = []
+        elif positional:
+            bound[ph] = _value(positional.pop(0), env)
+        elif name in call.kwargs:
+            bound[ph] = _value(call.kwargs[name], env)
+    return bound
+
+
+def _record_input_shapes(model: nn.Module, example_inputs: Any) -> dict[str, list]:
+    """Input shapes of every module's first call, from one no-grad forward pass."""
+    if example_inputs is None:
+        return {}
+    args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    shapes: dict[str, list] = {}
+    handles = []
+    for path, module in model.named_modules():
+        def hook(mod, inputs, path=path):
+            shapes.setdefault(path, [tuple(t.shape) if isinstance(t, torch.Tensor) else None
+                                     for t in inputs])
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes

@@ -1,0 +1,51 @@
+"""The package's exception and warning types: one hierarchy under SEInjectError.
+
+Example:
+    >>> from seinject.errors import SEInjectError, RuleError
+    >>> issubclass(RuleError, SEInjectError)
+    True
+"""
+
+from __future__ import annotations
+
+
+class SEInjectError(Exception):
+    """Base class of every error seinject raises on purpose."""
+
+
+class ConfigError(SEInjectError, ValueError):
+    """An SE setting (ratio, gate, init, ...) has a bad value; the message names the field."""
+
+
+class RuleError(SEInjectError, ValueError):
+    """A YAML rule is malformed. Carries the file and line at fault when known.
+
+    Example:
+        >>> str(RuleError("unknown key 'ratoi'", path="r.yaml", line=3))
+        "r.yaml:3: unknown key 'ratoi'"
+    """
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        self.reason = message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+
+
+class RuleNotFoundError(RuleError):
+    """A rule name is neither a built-in rule nor a readable YAML file."""
+
+
+class ModelError(SEInjectError):
+    """The model cannot be processed (nothing traceable, wrong type, ...)."""
+
+
+class NoSitesError(SEInjectError):
+    """A rule matched nothing and the caller asked for that to be an error (strict mode)."""
+
+
+class SEInjectWarning(UserWarning):
+    """Warnings about parts of a model that were left out or look unusual."""

@@ -1,0 +1,230 @@
+"""Match a Rule against a GraphView: chain patterns → insertion sites → filters.
+
+Semantics, each a named step below:
+- chain: element i+1 reads element i's output; SE blocks already in the graph are
+  looked through, so a rule still recognises a block it has already changed;
+- single use: an element followed by another in the pattern must feed only that op
+  (otherwise the match is not a block);
+- optional elements are taken when present (greedy);
+- one site per insertion point (two matches that insert at the same place merge);
+- sites that already have SE, or whose channel count is unknown, are skipped with a reason;
+- filters then narrow the sites (channels, names, stage, first/last/every).
+
+Example:
+    >>> from seinject.view import GraphView, RawOp
+    >>> from seinject.loader import load_rule
+    >>> view = GraphView([RawOp("x", "input", "x", [], shape=(1, 8, 4, 4)),
+    ...                   RawOp("c", "conv", "c", ["x"], {"out_channels": 8}),
+    ...                   RawOp("a", "add", "add", ["c", "x"]),
+    ...                   RawOp("r", "act", "relu", ["a"], {"fn": "relu"})])
+    >>> [s.name for s in match(load_rule("after_residual"), view).sites]
+    ['relu']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .config import SEConfig
+from .rule import OpSpec, Rule
+from .site import Site, Skip
+from .view import GraphView
+
+
+@dataclass
+class MatchResult:
+    """Sites to change, matches skipped with a reason, and how many matches the pattern had.
+
+    Example:
+        >>> MatchResult().sites
+        []
+    """
+
+    sites: list[Site] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    matched: int = 0
+
+
+def match(rule: Rule, view: GraphView, se: SEConfig | None = None) -> MatchResult:
+    """All sites of `rule` in `view`, in topological order, after the rule's filters.
+
+    Example:
+        >>> from seinject.loader import load_rule
+        >>> match(load_rule("after_concat"), GraphView([])).matched
+        0
+    """
+    se = se or rule.se
+    result = MatchResult()
+    candidates: dict[tuple, tuple[Site, int]] = {}
+    for start in view.nodes():
+        chain = _match_chain(rule.pattern, view, start)
+        if chain is None:
+            continue
+        result.matched += 1
+        placed = _place(rule, view, chain, se)
+        if isinstance(placed, Skip):
+            result.skipped.append(placed)
+        elif placed is not None:
+            key = (placed[0].position, placed[0].node, placed[0].consumers)
+            candidates.setdefault(key, placed)
+    sites = _with_stages(list(candidates.values()))
+    result.sites = _apply_filters(rule, view, sites, se, result.skipped)
+    return result
+
+
+# -- chain ------------------------------------------------------------------------------
+def _match_chain(pattern: tuple[OpSpec, ...], view: GraphView, start: str) -> list | None:
+    """Elements bound to node ids (None for an absent optional element), or None."""
+    bound: list[str | None] = []
+    current: str | None = None
+    for i, spec in enumerate(pattern):
+        options = [start] if current is None and not bound else _next_ops(view, current)
+        if current is not None and i > 0 and not _single_use(view, current):
+            options = []
+        hit = next((n for n in options if _accepts(spec, view, n)), None)
+        if hit is None:
+            if spec.optional:
+                bound.append(None)
+                continue
+            return None
+        bound.append(hit)
+        current = hit
+    return bound
+
+
+def _next_ops(view: GraphView, node: str) -> list[str]:
+    """Consumers of node, looking through SE blocks."""
+    out = []
+    for user in view.consumers(node):
+        out.extend(_next_ops(view, user) if view.node(user)["kind"] == "se" else [user])
+    return out
+
+
+def _single_use(view: GraphView, node: str) -> bool:
+    return len(_next_ops(view, node)) == 1
+
+
+def _accepts(spec: OpSpec, view: GraphView, node: str) -> bool:
+    data = view.node(node)
+    attrs = data["attrs"]
+    if data["kind"] not in spec.kinds:
+        return False
+    checks = (
+        (spec.depthwise, lambda: bool(data.get("depthwise"))),
+        (spec.grouped, lambda: bool(data.get("grouped"))),
+        (spec.residual, lambda: bool(data.get("residual"))),
+        (spec.channel_concat, lambda: bool(attrs.get("channel_concat"))),
+    )
+    if any(want is not None and want != have() for want, have in checks):
+        return False
+    if spec.kernel_size is not None and not _dims_match(attrs.get("kernel_size"), spec.kernel_size):
+        return False
+    if spec.stride is not None and not _dims_match(attrs.get("stride"), spec.stride):
+        return False
+    if spec.fn is not None and attrs.get("fn") not in spec.fn:
+        return False
+    channels = data["channels"]
+    if spec.min_channels is not None and (channels is None or channels < spec.min_channels):
+        return False
+    if spec.max_channels is not None and (channels is None or channels > spec.max_channels):
+        return False
+    return True
+
+
+def _dims_match(actual, wanted: tuple[int, ...]) -> bool:
+    """kernel_size: 1 matches (1,), (1, 1), (1, 1, 1); a list matches element-wise."""
+    if actual is None:
+        return False
+    actual = tuple(actual)
+    if len(wanted) == 1:
+        return all(a == wanted[0] for a in actual)
+    return actual == wanted
+
+
+# -- placement --------------------------------------------------------------------------
+def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
+    """The Site for one matched chain (with its anchor depth), a Skip, or None."""
+    ids = [spec.id for spec in rule.pattern]
+    target_index = ids.index(rule.insert.node) if rule.insert.node in ids else len(chain) - 1
+    while chain[target_index] is None:
+        target_index -= 1
+    target = chain[target_index]
+    position = rule.insert.position
+    data = view.node(target)
+    if position == "after":
+        node, consumers, label = target, None, data["name"]
+        already = _all_se(view, view.consumers(node))
+    elif position == "branch_end":
+        node, consumers = data["branch"], (target,)
+        label, already = view.node(node)["name"], view.node(node)["kind"] == "se"
+    elif position == "shortcut":
+        node, consumers = data["shortcut"], (target,)
+        label, already = view.node(node)["name"], view.node(node)["kind"] == "se"
+    else:  # branch_start
+        node = data["split"]
+        entry = [u for u in view.consumers(node) if u in data["branch_nodes"]]
+        if not entry:
+            return Skip(data["name"], "residual branch has no entry op")
+        consumers, label = tuple(entry), view.node(entry[0])["name"]
+        already = _all_se(view, entry)
+    if already:
+        return Skip(label, "already has SE")
+    channels = view.node(node)["channels"] if view.is_feature_map(node) else None
+    if channels is None:
+        return Skip(label, "channel count unknown (not an N×C×… feature map, or pass example_inputs)")
+    site = Site(name=label, rule=rule.name, position=position, node=node, consumers=consumers,
+                channels=channels, hidden=se.hidden_channels(channels),
+                params=se.added_parameters(channels), stage=0)
+    anchor_depth = data["depth"] if position != "after" else view.node(node)["depth"]
+    return site, anchor_depth
+
+
+def _all_se(view: GraphView, nodes: list[str]) -> bool:
+    return bool(nodes) and all(view.node(n)["kind"] == "se" for n in nodes)
+
+
+def _with_stages(placed: list[tuple[Site, int]]) -> list[Site]:
+    """Stage k = the k-th distinct downsampling depth among the matched sites (1-based)."""
+    depths = sorted({depth for _, depth in placed})
+    rank = {depth: i + 1 for i, depth in enumerate(depths)}
+    out = [_replace_stage(site, rank[depth]) for site, depth in placed]
+    return out
+
+
+def _replace_stage(site: Site, stage: int) -> Site:
+    from dataclasses import replace
+
+    return replace(site, stage=stage)
+
+
+# -- filters ----------------------------------------------------------------------------
+def _apply_filters(rule: Rule, view: GraphView, sites: list[Site], se: SEConfig,
+                   skipped: list[Skip]) -> list[Site]:
+    f = rule.filters
+    lowest = max(se.min_channels, f.min_channels or 1)
+    kept = []
+    for site in sites:
+        if site.channels < lowest:
+            skipped.append(Skip(site.name, f"{site.channels} channels < min_channels {lowest}"))
+            continue
+        if f.max_channels is not None and site.channels > f.max_channels:
+            continue
+        if f.outside_residual and view.node(site.node).get("in_residual"):
+            continue
+        if f.include and not any(re.search(p, site.name) for p in f.include):
+            continue
+        if any(re.search(p, site.name) for p in f.exclude):
+            continue
+        if f.stages is not None and site.stage not in f.stages:
+            continue
+        kept.append(site)
+    if f.first is not None:
+        kept = kept[: f.first]
+    if f.last is not None:
+        kept = kept[-f.last:]
+    if f.every is not None:
+        kept = kept[f.offset:: f.every]
+    elif f.offset:
+        kept = kept[f.offset:]
+    return kept

@@ -1,0 +1,98 @@
+"""Rule and its parts: what a YAML rule means once loaded (frozen dataclasses).
+
+A rule is a chain pattern over op kinds, an insertion point relative to it,
+filters that narrow the sites down, and the SE settings to use there.
+
+Example:
+    >>> spec = OpSpec(kinds=("add",), residual=True)
+    >>> Rule(name="demo", pattern=(spec,), insert=Insert()).insert.position
+    'after'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import SEConfig
+
+POSITIONS = ("after", "branch_end", "branch_start", "shortcut")
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One element of a pattern: which ops it accepts.
+
+    Example:
+        >>> OpSpec(kinds=("conv",), depthwise=True).kinds
+        ('conv',)
+    """
+
+    kinds: tuple[str, ...]
+    id: str | None = None
+    optional: bool = False
+    depthwise: bool | None = None
+    grouped: bool | None = None
+    kernel_size: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
+    fn: tuple[str, ...] | None = None
+    residual: bool | None = None
+    channel_concat: bool | None = None
+    min_channels: int | None = None
+    max_channels: int | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Insert:
+    """Where the SE block goes, relative to a pattern element.
+
+    position: after (on the element's output, for all its consumers),
+    branch_end / branch_start / shortcut (relative to a residual add element).
+
+    Example:
+        >>> Insert(position="branch_end", node="join").node
+        'join'
+    """
+
+    position: str = "after"
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Narrow the matched sites: names, channels, placement in the network, selection.
+
+    Example:
+        >>> Filters(include=("layer3", "layer4"), last=2).last
+        2
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    min_channels: int | None = None
+    max_channels: int | None = None
+    outside_residual: bool = False
+    stages: tuple[int, ...] | None = None
+    first: int | None = None
+    last: int | None = None
+    every: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A complete placement rule.
+
+    Example:
+        >>> r = Rule(name="x", pattern=(OpSpec(kinds=("concat",)),), insert=Insert())
+        >>> r.se.ratio
+        16
+    """
+
+    name: str
+    pattern: tuple[OpSpec, ...]
+    insert: Insert
+    description: str = ""
+    filters: Filters = field(default_factory=Filters)
+    se: SEConfig = field(default_factory=SEConfig)
+    source: str | None = None
