@@ -25,6 +25,7 @@ import networkx as nx
 from .kinds import NOT_DATA, PASS_THROUGH
 
 NC = "nc"          # N x C x spatial...: a feature map SE can scale
+CL = "cl"          # N x spatial... x C: channels last (after a permute), not scaled
 OTHER = "other"    # any other layout (vectors, channels-last, flattened)
 MAX_JOIN_SEARCH = 20000
 
@@ -45,6 +46,18 @@ class RawOp:
     attrs: dict[str, Any] = field(default_factory=dict)
     shape: tuple | None = None
     ref: Any = None
+
+
+def _permuted(layout: str | None, channels: int | None, perm: tuple[int, ...]):
+    """Layout after a permute: NC <-> channels-last moves keep the channel count."""
+    n = len(perm)
+    to_last = perm == (0, *range(2, n), 1)
+    to_first = perm == (0, n - 1, *range(1, n - 1))
+    if layout == NC and to_last and n >= 3:
+        return CL, channels
+    if layout == CL and to_first and n >= 3:
+        return NC, channels
+    return OTHER, None
 
 
 class GraphView:
@@ -111,6 +124,8 @@ class GraphView:
         layout, channels = None, None
         if kind == "conv":
             layout, channels = NC, attrs.get("out_channels")
+            if first is not None and first["layout"] is None and attrs.get("in_channels"):
+                first["layout"], first["channels"] = NC, attrs["in_channels"]  # a conv's input
         elif kind in PASS_THROUGH and first is not None:
             layout, channels = first["layout"], first["channels"]
         elif kind in ("add", "mul"):
@@ -126,6 +141,10 @@ class GraphView:
                 layout = NC
                 counts = [p["channels"] for p in parts]
                 channels = sum(counts) if None not in counts else None
+        elif kind == "reshape" and "perm" in attrs and first is not None:
+            layout, channels = _permuted(first["layout"], first["channels"], attrs["perm"])
+        elif kind == "linear" and first is not None and first["layout"] == CL:
+            layout, channels = CL, attrs.get("out_features")
         elif kind in ("linear", "reshape", "concat", "shape"):
             layout = OTHER
         if data["shape"] is not None and layout != OTHER:
@@ -136,6 +155,8 @@ class GraphView:
             elif layout is None:
                 layout = OTHER
         data["layout"], data["channels"] = layout, channels
+        if kind == "other" and first is not None and first["layout"] != NC:
+            layout = layout if layout != NC or data["shape"] is None else OTHER
         if kind == "conv":
             groups = attrs.get("groups") or 1
             in_ch = attrs.get("in_channels")
@@ -176,6 +197,9 @@ class GraphView:
                     shortcut_nodes=frozenset(only_b if a_is_branch else only_a))
         for x in branch_nodes:
             self.graph.nodes[x]["in_residual"] = True
+        for side in (da, db):  # both inputs of a join have the join's shape
+            if side["channels"] is None and data["channels"] is not None and side["layout"] is None:
+                side["layout"], side["channels"] = NC, data["channels"]
 
     def _split_point(self, a: str, b: str):
         """Latest common ancestor of a and b (ancestors-or-self), and the nodes only one side reaches.

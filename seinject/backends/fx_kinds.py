@@ -146,6 +146,11 @@ def classify_call(op: str, target: Any, args: tuple, kwargs: dict) -> tuple[str,
         stride = kwargs.get("stride", args[2] if len(args) > 2 else None) or kernel
         if isinstance(stride, (int, tuple, list)):
             attrs["stride"] = _tuple(stride)
+    elif kind == "reshape" and (target in ("permute",) or target is torch.permute):
+        dims = args[1:] if len(args) > 1 and not isinstance(args[1], (tuple, list)) else (
+            args[1] if len(args) > 1 else kwargs.get("dims"))
+        if isinstance(dims, (tuple, list)) and all(isinstance(d, int) for d in dims):
+            attrs["perm"] = tuple(dims)
     elif kind == "conv":
         stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
         groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)

@@ -34,7 +34,7 @@ from torch import nn
 from ..blocks.se import SqueezeExcite
 from ..config import SEConfig
 from ..site import Site, Skip
-from .fx_trace import LocalGraph, TracedModel, trace_module
+from .fx_trace import LocalGraph, TracedModel, is_inplace, trace_module
 
 ORIGINAL_CLASS = "_seinject_original_class"
 SE_NAMES = "_seinject_se_names"
@@ -129,7 +129,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
         by_name = {n.name: n for n in graph.nodes}
         for attr, edit in zip(names, edits):
             users = None if edit.users is None else [by_name[u.name] for u in edit.users]
-            _insert_call(graph, by_name[edit.value.name], users, attr)
+            _insert_call(graph, module, by_name[edit.value.name], users, attr)
         graph.lint()
     forwards = [_compile(graph, type(module).__name__) for graph in graphs]
     _install(module, forwards, names)
@@ -175,27 +175,38 @@ def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.get_default_dtype()
 
 
-def _insert_call(graph: fx.Graph, value: fx.Node, users: list[fx.Node] | None, attr: str) -> None:
+def _insert_call(graph: fx.Graph, owner: nn.Module, value: fx.Node, users: list[fx.Node] | None,
+                 attr: str) -> None:
+    """Call SE on `value` and make `users` (None: every reader of value) read its output.
+
+    In-place ops alias their first argument, so readers of an aliased value that come
+    after the in-place op read the SE output too.
+    """
+    order = {n: i for i, n in enumerate(graph.nodes)}
     if users is None:
         anchor = value
         if value.op == "placeholder":
             anchor = next(n for n in graph.nodes if n.op != "placeholder").prev
+        readers = [(u, value) for u in value.users]
+        node = value
+        while is_inplace(node, owner) and isinstance(node.args[0], fx.Node):
+            root = node.args[0]
+            readers += [(u, root) for u in root.users if order[u] > order[value]]
+            node = root
         with graph.inserting_after(anchor):
             call = graph.call_module(attr, (value,))
-        value.replace_all_uses_with(call, delete_user_cb=lambda user: user is not call)
+        for user, old in readers:
+            user.replace_input_with(old, call)
         return
-    first = min(users, key=lambda n: _position(graph, n))
+    first = min(users, key=order.__getitem__)
     with graph.inserting_before(first):
         call = graph.call_module(attr, (value,))
     for user in users:
         user.replace_input_with(value, call)
-
-
-def _position(graph: fx.Graph, node: fx.Node) -> int:
-    for i, n in enumerate(graph.nodes):
-        if n is node:
-            return i
-    raise LookupError(node.name)
+        if is_inplace(user, owner) and user.args and user.args[0] is call:
+            for later in list(value.users):
+                if later is not call and order.get(later, -1) > order[user]:
+                    later.replace_input_with(value, call)
 
 
 def _compile(graph: fx.Graph, owner: str):

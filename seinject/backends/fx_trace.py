@@ -149,6 +149,8 @@ class _Builder:
                 env[node] = self.call_module(node, lg, env)
             else:
                 env[node] = self.call_function(node, lg, env)
+            if is_inplace(node, lg.module) and isinstance(node.args[0], fx.Node):
+                env[node.args[0]] = env[node]  # later reads of the mutated value see this op
         return None
 
     def call_module(self, node: fx.Node, lg: LocalGraph, env: dict) -> Any:
@@ -208,6 +210,27 @@ def trace_model(model: nn.Module, example_inputs: Any = None) -> TracedModel:
 
 
 # -- helpers ------------------------------------------------------------------------------
+def is_inplace(node: fx.Node, owner: nn.Module) -> bool:
+    """True when a node mutates its first argument (add_, relu_(...), inplace=True, ...).
+
+    Example:
+        >>> g = fx.symbolic_trace(nn.ReLU(inplace=True)).graph
+        >>> [is_inplace(n, nn.Module()) for n in g.nodes]
+        [False, True, False]
+    """
+    if node.op == "call_method":
+        name = str(node.target)
+        return name.endswith("_") and not name.endswith("__")
+    if node.op == "call_function":
+        return node.kwargs.get("inplace") is True or node.target in _INPLACE_FUNCTIONS
+    if node.op == "call_module":
+        return getattr(owner.get_submodule(node.target), "inplace", False) is True
+    return False
+
+
+_INPLACE_FUNCTIONS = {operator.iadd, operator.imul, torch.relu_, torch.nn.functional.relu_}
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
