@@ -49,3 +49,15 @@ class NoSitesError(SEInjectError):
 
 class SEInjectWarning(UserWarning):
     """Warnings about parts of a model that were left out or look unusual."""
+
+
+class UsageError(SEInjectError, ValueError):
+    """A call or command line asks for something that cannot be done as given (e.g. OUT equal to IN)."""
+
+
+class UnsafeModelError(ModelError):
+    """A model file is refused before any runtime sees it (e.g. external data outside its folder)."""
+
+
+class VerificationError(SEInjectError):
+    """The rewritten model failed a check (onnx.checker, or its outputs differ from the original's)."""

@@ -138,7 +138,7 @@ class _Builder:
             if node.op == "placeholder":
                 if bound is None:
                     name = _join(lg.path, node.name) if lg.path else node.name
-                    env[node] = self.emit(node, lg, "input", {}, [], name, next(shapes, None))
+                    env[node] = self.emit(node, lg, "input", {}, [], [], name, next(shapes, None))
                 else:
                     env[node] = bound.get(node)
             elif node.op == "get_attr":

@@ -5,7 +5,9 @@
 
 With init="identity" fc2 starts at zero and gain is 2, so the gate is 2·sigmoid(0) = 1
 (likewise 2·hard_sigmoid(0) = 1): the block returns its input exactly and fc2 still
-receives gradient. With init="random" gain is 1 and both layers keep torch's default
+receives gradient. fc1 starts with non-negative weights (|default init|) and bias 1, so
+its ReLUs are active for the usual squeezed inputs (means of post-ReLU maps are >= 0,
+of post-norm maps near 0): a unit dead at init would never receive gradient. With init="random" gain is 1 and both layers keep torch's default
 init: the block of the SENet paper (timm's SEModule with rd_divisor=8).
 """
 
@@ -52,6 +54,9 @@ class SqueezeExcite(nn.Module):
         self.act = _ACTIVATIONS[config.act]()
         self.fc2 = nn.Linear(self.hidden, channels)
         if config.init == "identity":
+            with torch.no_grad():
+                self.fc1.weight.abs_()
+            nn.init.ones_(self.fc1.bias)
             nn.init.zeros_(self.fc2.weight)
             nn.init.zeros_(self.fc2.bias)
 

@@ -1,0 +1,71 @@
+"""The torch SE block: identity at init, the paper's block at random init, widths, gradients."""
+
+import pytest
+import torch
+
+from seinject import ConfigError, SEConfig
+from seinject.blocks.se import SqueezeExcite
+
+
+@pytest.mark.parametrize("gate", ["sigmoid", "hard_sigmoid"])
+@pytest.mark.parametrize("shape", [(3, 24, 11), (3, 24, 7, 5), (2, 24, 3, 4, 5)])
+def test_identity_at_init_is_exact(gate, shape):
+    torch.manual_seed(0)
+    block = SqueezeExcite(24, SEConfig(gate=gate))
+    x = torch.randn(*shape)
+    assert torch.equal(block(x), x)
+    assert block.is_identity()
+
+
+def test_random_init_is_the_papers_block():
+    torch.manual_seed(0)
+    block = SqueezeExcite(64, SEConfig(ratio=16, divisor=8, init="random"))
+    x = torch.randn(2, 64, 6, 6)
+    expected = x * torch.sigmoid(block.fc2(torch.relu(block.fc1(x.mean((2, 3)))))).view(2, 64, 1, 1)
+    assert torch.allclose(block(x), expected)
+    assert not torch.equal(block(x), x)
+    assert block.gain == 1.0 and not block.is_identity()
+    # timm SEModule(64, rd_ratio=1/16, rd_divisor=8): 64*8+8 + 8*64+64
+    assert sum(p.numel() for p in block.parameters()) == 64 * 8 + 8 + 8 * 64 + 64
+
+
+@pytest.mark.parametrize("channels,ratio,divisor,hidden", [
+    (256, 16, 1, 16), (256, 16, 8, 16), (24, 16, 1, 2), (24, 16, 8, 8),
+    (8, 16, 1, 1), (3, 16, 1, 1), (100, 8, 1, 13), (96, 4, 8, 24),
+])
+def test_hidden_width_rounds_up_with_a_floor_of_one(channels, ratio, divisor, hidden):
+    assert SEConfig(ratio=ratio, divisor=divisor).hidden_channels(channels) == hidden
+    assert SqueezeExcite(channels, SEConfig(ratio=ratio, divisor=divisor)).hidden == hidden
+
+
+def test_gradients_reach_fc2_at_once_and_fc1_after_one_step():
+    torch.manual_seed(0)
+    block = SqueezeExcite(16, SEConfig(ratio=4))
+    opt = torch.optim.SGD(block.parameters(), lr=0.1)
+    x = torch.randn(4, 16, 5, 5)
+    target = torch.randn(4, 16, 5, 5)
+    loss = ((block(x) - target) ** 2).mean()
+    loss.backward()
+    assert block.fc2.weight.grad.abs().sum() > 0 and block.fc2.bias.grad.abs().sum() > 0
+    assert block.fc1.weight.grad.abs().sum() == 0  # fc2 is zero: nothing flows back yet
+    opt.step()
+    opt.zero_grad()
+    ((block(x) - target) ** 2).mean().backward()
+    for name, p in block.named_parameters():
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("ratio", 0, "must be > 0"), ("ratio", "16", "must be a number"),
+    ("divisor", 0, "integer >= 1"), ("gate", "sigmod", "did you mean 'sigmoid'"),
+    ("init", "zeros", "identity, random"), ("act", "rellu", "did you mean 'relu'"),
+])
+def test_bad_settings_name_the_field(field, value, needle):
+    with pytest.raises(ConfigError, match=field) as info:
+        SEConfig(**{field: value})
+    assert needle in str(info.value)
+
+
+def test_unknown_override_suggests_the_closest_field():
+    with pytest.raises(ConfigError, match="did you mean 'ratio'"):
+        SEConfig().with_overrides(ratoi=8)
