@@ -86,3 +86,21 @@ def test_grouped_and_depthwise_convs_keep_their_channel_counts():
     assert [s.channels for s in sites][:4] == [256, 256, 256, 512]
     model, _ = build("mobilenetv2_tiny")
     assert [s.channels for s in seinject.plan(model, rule="inverted_residual")] == [16, 48, 72, 72, 96]
+
+
+def test_blocks_with_their_own_se_module_count_as_already_done():
+    import torch.nn as nn
+
+    class SqueezeExcitation(nn.Module):  # torchvision.ops.SqueezeExcitation's name and shape
+        def __init__(self, channels):
+            super().__init__()
+            self.fc1 = nn.Conv2d(channels, 4, 1)
+            self.fc2 = nn.Conv2d(4, channels, 1)
+
+        def forward(self, x):
+            return x * self.fc2(self.fc1(x.mean((2, 3), keepdim=True))).sigmoid()
+
+    net = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Conv2d(16, 16, 3, groups=16), nn.BatchNorm2d(16),
+                        nn.ReLU(), SqueezeExcitation(16), nn.Conv2d(16, 8, 1))
+    plan = seinject.plan(net, rule="inverted_residual")
+    assert len(plan) == 0 and [(s.name, s.reason) for s in plan.skipped] == [("3", "already has SE")]

@@ -34,6 +34,22 @@ def _snake(name: str) -> str:
             "c_e_l_u": "celu"}.get(out, out)
 
 
+# SE/channel-attention modules of other libraries (torchvision, timm, common repos):
+# seen as one op of kind "se", so rules count the blocks that already have one.
+FOREIGN_SE_CLASSES = frozenset({"SqueezeExcitation", "SqueezeExcite", "SEModule", "SELayer",
+                                "SEBlock", "EffectiveSEModule"})
+
+
+def is_se_module(module: nn.Module) -> bool:
+    """True for seinject's SqueezeExcite and the SE modules of torchvision and timm.
+
+    Example:
+        >>> is_se_module(SqueezeExcite(8)), is_se_module(nn.ReLU())
+        (True, False)
+    """
+    return isinstance(module, SqueezeExcite) or type(module).__name__ in FOREIGN_SE_CLASSES
+
+
 def is_structural_leaf(module: nn.Module) -> bool:
     """Modules seen as single ops: torch.nn built-ins (not containers) and SE blocks.
 
@@ -41,7 +57,7 @@ def is_structural_leaf(module: nn.Module) -> bool:
         >>> is_structural_leaf(nn.ReLU()), is_structural_leaf(nn.Sequential())
         (True, False)
     """
-    if isinstance(module, SqueezeExcite):
+    if is_se_module(module):
         return True
     if isinstance(module, _CONTAINERS):
         return False
@@ -57,6 +73,8 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
     """
     if isinstance(module, SqueezeExcite):
         return "se", {"channels": module.channels}
+    if is_se_module(module):
+        return "se", {"foreign": type(module).__name__}
     if isinstance(module, nn.modules.conv._ConvNd):
         return "conv", {"in_channels": module.in_channels, "out_channels": module.out_channels,
                         "groups": module.groups, "kernel_size": tuple(module.kernel_size),

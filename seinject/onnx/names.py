@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import onnx
 
 _SUFFIX = re.compile(r"_\d+$")
+_TORCH_NAMES = {"concat": "cat"}  # ONNX op type → the name torch.fx gives the same call
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 NAMESPACE_KEY = "namespace"
 
@@ -128,6 +129,7 @@ def readable_names(scopes: list[Scope]) -> list[str]:
             names.append(s.path if call_index[i] == 0 else f"{s.path}_{call_index[i]}")
         else:
             local = _SUFFIX.sub("", s.local).lower() or s.op_type.lower()
+            local = _TORCH_NAMES.get(local, local)
             names.append(f"{s.path}.{local}" if s.path else local)
     return _unique(names)
 
