@@ -2,7 +2,8 @@
 
 Semantics, each a named step below:
 - chain: element i+1 reads element i's output; SE blocks already in the graph are
-  looked through, so a rule still recognises a block it has already changed;
+  looked through, so a rule still recognises a block it has already changed, and so
+  are no-ops at inference (dropout, identity: timm's norm-act modules have one);
 - single use: an element followed by another in the pattern must feed only that op
   (otherwise the match is not a block);
 - optional elements are taken when present (greedy);
@@ -93,11 +94,14 @@ def _match_chain(pattern: tuple[OpSpec, ...], view: GraphView, start: str) -> li
     return bound
 
 
+_SEE_THROUGH = frozenset({"se", "dropout", "identity"})
+
+
 def _next_ops(view: GraphView, node: str) -> list[str]:
-    """Consumers of node, looking through SE blocks."""
+    """Consumers of node, looking through SE blocks and inference no-ops."""
     out = []
     for user in view.consumers(node):
-        out.extend(_next_ops(view, user) if view.node(user)["kind"] == "se" else [user])
+        out.extend(_next_ops(view, user) if view.node(user)["kind"] in _SEE_THROUGH else [user])
     return out
 
 

@@ -77,7 +77,8 @@ def splice(traced: TracedModel, sites: list[Site], config: SEConfig) -> SpliceRe
         for attr, edit in outcome:
             qualified = f"{owner}.{attr}" if owner else attr
             result.inserted.append((qualified, edit.site))
-    result.inserted.sort(key=lambda pair: sites.index(pair[1]))
+    order = {id(site): i for i, site in enumerate(sites)}
+    result.inserted.sort(key=lambda pair: order[id(pair[1])])
     return result
 
 
@@ -139,6 +140,8 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
 def _other_mode_graph(lg: LocalGraph):
     """The module's graph traced in the other training mode, or None when it is the same."""
     module = lg.module
+    if not _reads_training(type(module)):
+        return None
     module.training = not module.training
     try:
         flipped = trace_module(module, lg.path)
@@ -149,6 +152,29 @@ def _other_mode_graph(lg: LocalGraph):
     if _code(flipped.graph) == _code(lg.graph):
         return None
     return flipped.graph
+
+
+def _reads_training(cls: type) -> bool:
+    """Whether any method the class defines (outside torch.nn) mentions `training`.
+
+    A forward that never reads it traces the same in both modes; the children are
+    leaves, so their own mode dependence stays inside their own forward.
+    """
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("torch.nn") or klass is object:
+            continue
+        for value in vars(klass).values():
+            func = getattr(value, "__func__", value)
+            code = getattr(func, "__code__", None)
+            if code is not None and _code_mentions(code, "training"):
+                return True
+    return False
+
+
+def _code_mentions(code, name: str) -> bool:
+    if name in code.co_names or name in code.co_varnames:
+        return True
+    return any(_code_mentions(c, name) for c in code.co_consts if hasattr(c, "co_names"))
 
 
 def _code(graph: fx.Graph) -> str:

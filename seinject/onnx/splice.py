@@ -17,7 +17,7 @@ Example:
     >>> from seinject.onnx.view import build_view
     >>> model = onnx.parser.parse_model('''
     ...   <ir_version: 8, opset_import: ["" : 17]>
-    ...   g (float[N, 8, 4, 4] x) => (float[N, 8, 4, 4] y) <float[8, 8, 1, 1] w = {0.0}> {
+    ...   g (float[N, 2, 4, 4] x) => (float[N, 2, 4, 4] y) <float[2, 2, 1, 1] w = {1.0, 0.5, 0.5, 1.0}> {
     ...     c = Conv(x, w)
     ...     a = Add(c, x)
     ...     y = Relu(a)

@@ -13,13 +13,13 @@ Example:
     >>> import onnx
     >>> model = onnx.parser.parse_model('''
     ...   <ir_version: 8, opset_import: ["" : 17]>
-    ...   g (float[N, 8, 4, 4] x) => (float[N, 8, 4, 4] y) <float[8, 8, 3, 3] w = {0.0}> {
-    ...     c = Conv <pads = [1, 1, 1, 1]> (x, w)
+    ...   g (float[N, 2, 4, 4] x) => (float[N, 2, 4, 4] y) <float[2, 2, 1, 1] w = {1.0, 0.5, 0.5, 1.0}> {
+    ...     c = Conv(x, w)
     ...     y = Add(c, x)
     ...   }''')
     >>> graph = build_view(model)
     >>> graph.view.node("y")["residual"], graph.view.node("c")["channels"]
-    (True, 8)
+    (True, 2)
 """
 
 from __future__ import annotations

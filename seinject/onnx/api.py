@@ -1,0 +1,209 @@
+"""plan / apply / apply_file for ONNX models: load, view, match, splice, save, verify, report.
+
+The steps are the torch backend's: rule and overrides → Rule (seinject.overrides),
+model → GraphView (view.py), Rule × view → sites (seinject.matcher), sites → new graph
+(splice.py). apply_file adds the safe write: temporary file, verification, move.
+
+Example:
+    >>> import onnx
+    >>> model = onnx.parser.parse_model('''
+    ...   <ir_version: 8, opset_import: ["" : 17]>
+    ...   g (float[N, 2, 4, 4] x) => (float[N, 2, 4, 4] y) <float[2, 2, 1, 1] w = {1.0, 0.5, 0.5, 1.0}> {
+    ...     c = Conv(x, w)
+    ...     a = Add(c, x)
+    ...     y = Relu(a)
+    ...   }''')
+    >>> [site.name for site in plan(model)]
+    ['y']
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+
+from ..errors import NoSitesError, SEInjectWarning, UsageError
+from ..matcher import match
+from ..overrides import resolve_rule
+from ..rule import Rule
+from .load import EXTERNAL_THRESHOLD, LoadedModel, StagedOutput, load_model, same_file, tensor_bytes
+from .report import OnnxPlan, OnnxReport
+from .splice import splice
+from .verify import SYMBOLIC_BATCH, SYMBOLIC_OTHER, check, compare
+from .view import OnnxGraph, build_view
+
+log = logging.getLogger("seinject")
+
+
+def plan(model: Any, rule: "str | Rule" = "after_residual", *, input_shapes: dict | None = None,
+         **overrides: Any) -> OnnxPlan:
+    """Where `rule` would insert SE blocks; nothing is changed. See seinject.onnx.plan."""
+    loaded, _ = _coerce(model, inplace=True)
+    resolved = resolve_rule(rule, overrides)
+    graph = build_view(loaded.model, input_shapes)
+    found = match(resolved, graph.view)
+    return OnnxPlan(resolved.name, found.sites, found.skipped, [], found.matched,
+                    _param_count(loaded.model), macs=[_macs(graph, s, resolved) for s in found.sites],
+                    model=str(loaded.path) if loaded.path else None)
+
+
+def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = False, strict: bool = False,
+          seed: int = 0, input_shapes: dict | None = None, verify: bool = False,
+          return_report: bool = False, **overrides: Any) -> Any:
+    """Insert SE blocks; returns the model as the type it was given. See seinject.onnx.apply."""
+    loaded, restore = _coerce(model, inplace=inplace)
+    original = loaded.model.SerializeToString() if verify else None
+    report = _rewrite(loaded, rule, overrides, input_shapes, seed, strict, stacklevel=4)
+    if verify and report.inserted:
+        result = compare(original, loaded.model, input_shapes, seed=seed,
+                         expect_equal=report.init == "identity")
+        report.max_abs_diff, report.verified = result.max_abs_diff, True
+    out = restore(loaded.model)
+    return (out, report) if return_report else out
+
+
+def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after_residual", *,
+               verify: bool = True, overwrite: bool = False, strict: bool = False, seed: int = 0,
+               input_shapes: dict | None = None, atol: float = 1e-6, rtol: float = 1e-5,
+               opt_level: str = "basic", external_data: bool | None = None, **overrides: Any) -> OnnxReport:
+    """Rewrite the file src into dst, safely; returns the report. See seinject.onnx.apply_file."""
+    src, dst = Path(src), Path(dst)
+    if dst.is_dir():
+        raise UsageError(f"output {dst} is a folder; give a file name")
+    if same_file(src, dst) and not overwrite:
+        raise UsageError(f"output {dst} is the input file; pass --overwrite (overwrite=True) to replace it")
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    loaded = load_model(src)
+    seconds["load"] = time.perf_counter() - start
+    shapes = concrete_input_shapes(loaded.model, input_shapes) if verify or input_shapes else None
+    report = _rewrite(loaded, rule, overrides, shapes, seed, strict, seconds=seconds, stacklevel=4)
+    report.input = str(src)
+    if not report.inserted:
+        report.verify_note = "nothing inserted, nothing written"
+        return report
+    external = external_data if external_data is not None else (
+        loaded.has_external_data or tensor_bytes(loaded.model) > EXTERNAL_THRESHOLD)
+    staged = StagedOutput(dst, external=external, protected=loaded.external_files)
+    try:
+        start = time.perf_counter()
+        staged.write(loaded.model)
+        seconds["save"] = time.perf_counter() - start
+        if verify:
+            start = time.perf_counter()
+            check(staged.temp_model)
+            identity = report.init == "identity"
+            result = compare(src, staged.temp_model, shapes, atol=atol, rtol=rtol, seed=seed,
+                             opt_level=opt_level, expect_equal=identity)
+            seconds["verify"] = time.perf_counter() - start
+            report.max_abs_diff, report.verified = result.max_abs_diff, True
+            report.verify_note = _shape_note(result.input_shapes, opt_level, identity)
+        else:
+            report.verify_note = "--no-verify"
+        report.output = str(staged.commit())
+    except BaseException:
+        staged.discard()
+        raise
+    report.seconds = seconds
+    return report
+
+
+def _rewrite(loaded: LoadedModel, rule, overrides: dict, input_shapes, seed: int, strict: bool,
+             seconds: dict | None = None, stacklevel: int = 3) -> OnnxReport:
+    seconds = seconds if seconds is not None else {}
+    resolved = resolve_rule(rule, overrides)
+    start = time.perf_counter()
+    params_before = _param_count(loaded.model)
+    graph = build_view(loaded.model, input_shapes)
+    seconds["view"] = time.perf_counter() - start
+    start = time.perf_counter()
+    found = match(resolved, graph.view)
+    macs = {s: _macs(graph, s, resolved) for s in found.sites}
+    seconds["match"] = time.perf_counter() - start
+    start = time.perf_counter()
+    done = splice(graph, found.sites, resolved.se, seed)
+    seconds["splice"] = time.perf_counter() - start
+    report = OnnxReport(resolved.name, found.sites, found.skipped + done.skipped, [], found.matched,
+                        params_before + sum(s.params for _, s in done.inserted), inserted=done.inserted,
+                        macs=[macs[s] for _, s in done.inserted], seconds=seconds, init=resolved.se.init)
+    where = str(loaded.path) if loaded.path else "the model"
+    if not done.inserted:
+        message = (f"rule {resolved.name!r} inserted no SE block into {where}: "
+                   + ("; ".join(report.summary_lines()) or "no match"))
+        if strict:
+            raise NoSitesError(message)
+        warnings.warn(message, SEInjectWarning, stacklevel=stacklevel)
+    log.info("%s", report.trainable_line())
+    return report
+
+
+def _shape_note(shapes: dict, opt_level: str, identity: bool) -> str:
+    dims = ", ".join(f"{k}={'x'.join(map(str, v))}" for k, v in shapes.items())
+    kind = "onnx.checker full_check + onnxruntime" + (f" (opt {opt_level})" if opt_level != "basic" else "")
+    return f"{kind} on {dims}" + ("" if identity else "; init=random: outputs differ by design")
+
+
+def concrete_input_shapes(model: onnx.ModelProto, given: dict | None = None) -> dict[str, tuple]:
+    """Every graph input's shape with symbolic dims filled (given shapes win; batch 2, others 64).
+
+    Example:
+        >>> import onnx
+        >>> m = onnx.parser.parse_model('''<ir_version: 8, opset_import: ["" : 17]>
+        ...   g (float[N, 3, H, W] x) => (float[N, 3, H, W] y) { y = Relu(x) }''')
+        >>> concrete_input_shapes(m)
+        {'x': (2, 3, 64, 64)}
+    """
+    given = dict(given or {})
+    initializers = {t.name for t in model.graph.initializer}
+    out: dict[str, tuple] = {}
+    for value in model.graph.input:
+        if value.name in initializers or not value.type.HasField("tensor_type"):
+            continue
+        if value.name in given:
+            out[value.name] = tuple(int(d) for d in given.pop(value.name))
+            continue
+        dims = value.type.tensor_type.shape.dim
+        out[value.name] = tuple(d.dim_value if d.HasField("dim_value") else
+                                (SYMBOLIC_BATCH if k == 0 else SYMBOLIC_OTHER) for k, d in enumerate(dims))
+    out.update(given)  # unknown names: verify reports them
+    return out
+
+
+def _macs(graph: OnnxGraph, site, rule: Rule) -> int | None:
+    dims = graph.shapes.get(site.node, (None, None))[0]
+    if not dims or len(dims) < 3 or not all(isinstance(d, int) for d in dims[2:]):
+        return None
+    return rule.se.added_macs(site.channels, math.prod(dims[2:]))
+
+
+def _param_count(model: onnx.ModelProto) -> int:
+    """Elements of floating-point initializers: the model's parameters."""
+    floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                onnx.TensorProto.BFLOAT16}
+    return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type in floating)
+
+
+def _coerce(model: Any, inplace: bool) -> tuple[LoadedModel, Callable[[onnx.ModelProto], Any]]:
+    """A LoadedModel for any accepted input, and the function that turns the result back into its type."""
+    module = type(model).__module__
+    if module.startswith("onnx_graphsurgeon"):
+        import onnx_graphsurgeon as gs
+
+        return load_model(gs.export_onnx(model)), gs.import_onnx
+    if module.startswith("onnx_ir"):
+        import onnx_ir
+
+        return load_model(onnx_ir.serde.serialize_model(model)), onnx_ir.serde.deserialize_model
+    if isinstance(model, onnx.ModelProto):
+        target = model if inplace else copy.deepcopy(model)
+        return load_model(target), lambda m: m
+    if isinstance(model, (bytes, bytearray)):
+        return load_model(model), lambda m: m.SerializeToString()
+    return load_model(model), lambda m: m

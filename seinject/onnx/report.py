@@ -1,0 +1,104 @@
+"""OnnxPlan and OnnxReport: seinject.reporting's Plan and ApplyReport plus MACs and the verification result.
+
+Example:
+    >>> from seinject.site import Site
+    >>> plan = OnnxPlan("after_residual", [Site("layer1.0.relu_1", "after_residual", "after", "v",
+    ...                 None, 64, 4, 580, 1)], matched=1, macs=[512 + 2 * 64 * 256])
+    >>> plan.added_macs
+    33280
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..reporting import ApplyReport, Plan, format_table
+
+
+def _macs_text(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+@dataclass
+class OnnxPlan(Plan):
+    """A Plan whose sites also carry MACs per sample (None where the spatial size is symbolic)."""
+
+    macs: list = field(default_factory=list)
+    model: str | None = None
+
+    @property
+    def added_macs(self) -> int:
+        """MACs per sample the planned blocks add (known sites only)."""
+        return sum(m for m in self.macs if m)
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        for site, macs in zip(data["sites"], self.macs):
+            site["macs"] = macs
+        data.update(added_macs=self.added_macs, model=self.model)
+        return data
+
+    def table(self) -> str:
+        rows = [(str(i), s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}",
+                 _macs_text(m)) for i, (s, m) in enumerate(zip(self.sites, self._padded()))]
+        return format_table(("#", "site", "stage", "channels", "hidden", "params", "MACs"), rows)
+
+    def _padded(self) -> list:
+        return list(self.macs) + [None] * (len(self.sites) - len(self.macs))
+
+    def __str__(self) -> str:
+        head = (f"rule {self.rule}: {len(self.sites)} site(s), +{self.added_params:,} params, "
+                f"+{self.added_macs:,} MACs")
+        return "\n".join([head, *([self.table()] if self.sites else []), *self.summary_lines()])
+
+
+@dataclass
+class OnnxReport(ApplyReport):
+    """An ApplyReport for an ONNX model: MACs per block, verification result, output path, timings."""
+
+    macs: list = field(default_factory=list)
+    max_abs_diff: float | None = None
+    verified: bool | None = None
+    verify_note: str = ""
+    input: str | None = None
+    output: str | None = None
+    seconds: dict = field(default_factory=dict)
+    init: str = "identity"
+
+    @property
+    def added_macs(self) -> int:
+        """MACs per sample of the inserted blocks (known sites only)."""
+        return sum(m for m in self.macs if m)
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        for site, macs in zip(data["sites"], self.macs):
+            site["macs"] = macs
+        data.update(added_macs=self.added_macs, max_abs_diff=self.max_abs_diff, verified=self.verified,
+                    verify_note=self.verify_note, input=self.input, output=self.output,
+                    seconds={k: round(v, 4) for k, v in self.seconds.items()})
+        return data
+
+    def table(self) -> str:
+        macs = list(self.macs) + [None] * (len(self.inserted) - len(self.macs))
+        rows = [(name, s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}",
+                 _macs_text(m)) for (name, s), m in zip(self.inserted, macs)]
+        return format_table(("block", "site", "stage", "channels", "hidden", "params", "MACs"), rows)
+
+    def verification_line(self) -> str:
+        """'verified: max |new - old| = 0 (onnx.checker full_check, onnxruntime)' or why not."""
+        if self.verified is None:
+            return "not verified" + (f" ({self.verify_note})" if self.verify_note else "")
+        diff = "n/a" if self.max_abs_diff is None else f"{self.max_abs_diff:.3g}"
+        state = "verified" if self.verified else "VERIFICATION FAILED"
+        return f"{state}: max |new - old| = {diff}" + (f" ({self.verify_note})" if self.verify_note else "")
+
+    def __str__(self) -> str:
+        head = f"rule {self.rule}: inserted {len(self.inserted)} SE block(s)"
+        lines = [head, *([self.table()] if self.inserted else []), self.trainable_line(),
+                 f"added MACs per sample: {self.added_macs:,}"]
+        if self.inserted:
+            lines.append(self.verification_line())
+        if self.output:
+            lines.append(f"wrote {self.output}")
+        return "\n".join([*lines, *self.summary_lines()])
