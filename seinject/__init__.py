@@ -90,7 +90,7 @@ def report(model: Any) -> "ApplyReport | None":
         >>> import torch.nn as nn, seinject
         >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), rule="conv_block")
         >>> seinject.report(net).added_params
-        50
+        49
     """
     return getattr(model, "_seinject_report", None)
 

@@ -69,3 +69,22 @@ def test_bad_settings_name_the_field(field, value, needle):
 def test_unknown_override_suggests_the_closest_field():
     with pytest.raises(ConfigError, match="did you mean 'ratio'"):
         SEConfig().with_overrides(ratoi=8)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=40, deadline=None)
+@given(channels=st.integers(1, 96), ratio=st.sampled_from([1, 2, 4, 8, 16, 32]),
+       divisor=st.sampled_from([1, 4, 8]), gate=st.sampled_from(["sigmoid", "hard_sigmoid"]),
+       spatial=st.lists(st.integers(1, 5), min_size=0, max_size=3), batch=st.integers(1, 3))
+def test_identity_and_width_hold_for_any_configuration(channels, ratio, divisor, gate, spatial, batch):
+    config = SEConfig(ratio=ratio, divisor=divisor, gate=gate)
+    hidden = config.hidden_channels(channels)
+    assert hidden >= 1 and hidden % divisor == 0 and hidden * ratio >= channels
+    assert hidden - divisor < max(channels / ratio, 1)
+    block = SqueezeExcite(channels, config)
+    x = torch.randn(batch, channels, *spatial) * 100
+    assert torch.equal(block(x), x)
+    assert sum(p.numel() for p in block.parameters()) == config.added_parameters(channels)

@@ -18,7 +18,7 @@ Example:
     >>> rule = load_rule("conv_block")
     >>> done = splice(traced, match(rule, traced.view).sites, rule.se)
     >>> [name for name, _ in done.inserted]
-    ['se_1']
+    ['se']
 """
 
 from __future__ import annotations

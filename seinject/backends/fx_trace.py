@@ -12,7 +12,7 @@ Example:
     >>> import torch.nn as nn
     >>> traced = trace_model(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
     >>> [traced.view.node(n)["name"] for n in traced.view.nodes()]
-    ['input', '0', '1']
+    ['input_1', '0', '1']
 """
 
 from __future__ import annotations

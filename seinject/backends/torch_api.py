@@ -106,7 +106,7 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     Example:
         >>> import torch.nn as nn
         >>> net = apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), "conv_block")
-        >>> type(net[1]).__name__, hasattr(net, "se_1")
+        >>> type(net[1]).__name__, hasattr(net, "se")
         ('ReLU', True)
     """
     _check_model(model)
@@ -143,7 +143,7 @@ def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     Example:
         >>> import torch.nn as nn
         >>> net = apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), "conv_block")
-        >>> hasattr(remove(net), "se_1")
+        >>> hasattr(remove(net), "se")
         False
     """
     _check_model(model)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import onnx
 
-from ..errors import NoSitesError, SEInjectWarning, UsageError
+from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
 from ..matcher import match
 from ..overrides import resolve_rule
 from ..rule import Rule
@@ -47,7 +47,7 @@ def plan(model: Any, rule: "str | Rule" = "after_residual", *, input_shapes: dic
     """Where `rule` would insert SE blocks; nothing is changed. See seinject.onnx.plan."""
     loaded, _ = _coerce(model, inplace=True)
     resolved = resolve_rule(rule, overrides)
-    graph = build_view(loaded.model, input_shapes)
+    graph = build_view(loaded.model, named_input_shapes(loaded.model, input_shapes))
     found = match(resolved, graph.view)
     return OnnxPlan(resolved.name, found.sites, found.skipped, [], found.matched,
                     _param_count(loaded.model), macs=[_macs(graph, s, resolved) for s in found.sites],
@@ -59,6 +59,7 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
           return_report: bool = False, **overrides: Any) -> Any:
     """Insert SE blocks; returns the model as the type it was given. See seinject.onnx.apply."""
     loaded, restore = _coerce(model, inplace=inplace)
+    input_shapes = named_input_shapes(loaded.model, input_shapes)
     original = loaded.model.SerializeToString() if verify else None
     report = _rewrite(loaded, rule, overrides, input_shapes, seed, strict, stacklevel=4)
     if verify and report.inserted:
@@ -83,9 +84,9 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
     start = time.perf_counter()
     loaded = load_model(src)
     seconds["load"] = time.perf_counter() - start
-    shapes = concrete_input_shapes(loaded.model, input_shapes) if verify or input_shapes else None
+    shapes = concrete_input_shapes(loaded.model, input_shapes)
     report = _rewrite(loaded, rule, overrides, shapes, seed, strict, seconds=seconds, stacklevel=4)
-    report.input = str(src)
+    report.input, report.input_shapes = str(src), shapes
     if not report.inserted:
         report.verify_note = "nothing inserted, nothing written"
         return report
@@ -160,7 +161,7 @@ def concrete_input_shapes(model: onnx.ModelProto, given: dict | None = None) -> 
         >>> concrete_input_shapes(m)
         {'x': (2, 3, 64, 64)}
     """
-    given = dict(given or {})
+    given = dict(named_input_shapes(model, given) or {})
     initializers = {t.name for t in model.graph.initializer}
     out: dict[str, tuple] = {}
     for value in model.graph.input:
@@ -172,8 +173,34 @@ def concrete_input_shapes(model: onnx.ModelProto, given: dict | None = None) -> 
         dims = value.type.tensor_type.shape.dim
         out[value.name] = tuple(d.dim_value if d.HasField("dim_value") else
                                 (SYMBOLIC_BATCH if k == 0 else SYMBOLIC_OTHER) for k, d in enumerate(dims))
-    out.update(given)  # unknown names: verify reports them
     return out
+
+
+def named_input_shapes(model: onnx.ModelProto, given: dict | None) -> dict | None:
+    """Input shapes keyed by input name: the key '' stands for the model's only input.
+
+    Example:
+        >>> import onnx
+        >>> m = onnx.parser.parse_model('''<ir_version: 8, opset_import: ["" : 17]>
+        ...   g (float[N, 3] x) => (float[N, 3] y) { y = Relu(x) }''')
+        >>> named_input_shapes(m, {"": (1, 3)})
+        {'x': (1, 3)}
+    """
+    if not given:
+        return given
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [v.name for v in model.graph.input if v.name not in initializers]
+    out = dict(given)
+    if "" in out:
+        if len(inputs) != 1:
+            raise ConfigError(f"an input shape without a name needs a model with one input; "
+                              f"this one has {len(inputs)}: {', '.join(inputs)} (use NAME:D0,D1,...)")
+        out[inputs[0]] = out.pop("")
+    unknown = sorted(set(out) - set(inputs))
+    if unknown:
+        raise ConfigError(f"input shape given for unknown input(s) {', '.join(unknown)}; "
+                          f"the model's inputs: {', '.join(inputs)}")
+    return {k: tuple(int(d) for d in v) for k, v in out.items()}
 
 
 def _macs(graph: OnnxGraph, site, rule: Rule) -> int | None:
@@ -184,10 +211,10 @@ def _macs(graph: OnnxGraph, site, rule: Rule) -> int | None:
 
 
 def _param_count(model: onnx.ModelProto) -> int:
-    """Elements of floating-point initializers: the model's parameters."""
+    """Elements of floating-point initializers that are not scalars: the model's parameters."""
     floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                 onnx.TensorProto.BFLOAT16}
-    return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type in floating)
+    return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type in floating and len(t.dims))
 
 
 def _coerce(model: Any, inplace: bool) -> tuple[LoadedModel, Callable[[onnx.ModelProto], Any]]:

@@ -38,10 +38,14 @@ class OnnxPlan(Plan):
         data.update(added_macs=self.added_macs, model=self.model)
         return data
 
-    def table(self) -> str:
+    def rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        """Header and rows of the sites table."""
         rows = [(str(i), s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}",
                  _macs_text(m)) for i, (s, m) in enumerate(zip(self.sites, self._padded()))]
-        return format_table(("#", "site", "stage", "channels", "hidden", "params", "MACs"), rows)
+        return ("#", "site", "stage", "channels", "hidden", "params", "MACs"), rows
+
+    def table(self) -> str:
+        return format_table(*self.rows())
 
     def _padded(self) -> list:
         return list(self.macs) + [None] * (len(self.sites) - len(self.macs))
@@ -64,6 +68,7 @@ class OnnxReport(ApplyReport):
     output: str | None = None
     seconds: dict = field(default_factory=dict)
     init: str = "identity"
+    input_shapes: dict | None = None
 
     @property
     def added_macs(self) -> int:
@@ -75,15 +80,20 @@ class OnnxReport(ApplyReport):
         for site, macs in zip(data["sites"], self.macs):
             site["macs"] = macs
         data.update(added_macs=self.added_macs, max_abs_diff=self.max_abs_diff, verified=self.verified,
-                    verify_note=self.verify_note, input=self.input, output=self.output,
+                    verify_note=self.verify_note, input=self.input, output=self.output, init=self.init,
+                    input_shapes={k: list(v) for k, v in (self.input_shapes or {}).items()},
                     seconds={k: round(v, 4) for k, v in self.seconds.items()})
         return data
 
-    def table(self) -> str:
+    def rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        """Header and rows of the inserted-blocks table."""
         macs = list(self.macs) + [None] * (len(self.inserted) - len(self.macs))
         rows = [(name, s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}",
                  _macs_text(m)) for (name, s), m in zip(self.inserted, macs)]
-        return format_table(("block", "site", "stage", "channels", "hidden", "params", "MACs"), rows)
+        return ("block", "site", "stage", "channels", "hidden", "params", "MACs"), rows
+
+    def table(self) -> str:
+        return format_table(*self.rows())
 
     def verification_line(self) -> str:
         """'verified: max |new - old| = 0 (onnx.checker full_check, onnxruntime)' or why not."""

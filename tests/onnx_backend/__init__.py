@@ -1,0 +1,1 @@
+"""Tests of the ONNX backend (seinject.onnx) and of the `seinject onnx` command."""
