@@ -147,16 +147,17 @@ class GraphView:
             layout, channels = CL, attrs.get("out_features")
         elif kind in ("linear", "reshape", "concat", "shape"):
             layout = OTHER
-        if data["shape"] is not None and layout != OTHER:
-            shape = data["shape"]
-            if len(shape) >= 3 and isinstance(shape[1], int):
-                if layout is None and kind in ("input", "other") or layout == NC:
-                    layout, channels = NC, shape[1]
-            elif layout is None:
+        shape = data["shape"]
+        if shape is not None and layout is None and kind in ("input", "other"):
+            # a recorded shape names the channels of inputs and opaque ops fed by feature maps
+            fed_by_map = first is None or first["layout"] in (NC, None)
+            if len(shape) >= 3 and isinstance(shape[1], int) and fed_by_map:
+                layout, channels = NC, shape[1]
+            else:
                 layout = OTHER
+        elif shape is not None and layout == NC and channels is None and len(shape) >= 3:
+            channels = shape[1] if isinstance(shape[1], int) else None
         data["layout"], data["channels"] = layout, channels
-        if kind == "other" and first is not None and first["layout"] != NC:
-            layout = layout if layout != NC or data["shape"] is None else OTHER
         if kind == "conv":
             groups = attrs.get("groups") or 1
             in_ch = attrs.get("in_channels")

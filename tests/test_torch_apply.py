@@ -201,3 +201,40 @@ def test_train_eval_dependent_forward_keeps_both_modes():
     assert len(se_blocks(new)) == 1
     assert max_diff(model, new, x, training=True) == 0.0
     assert max_diff(model, new, x, training=False) == 0.0
+
+
+class _Opaque(torch.nn.Module):
+    """A conv whose forward fx cannot trace (data-dependent branch)."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x):
+        out = self.conv(x)
+        if out.sum() > 1e9:
+            out = out * 0
+        return out
+
+
+class _ConcatOfOpaque(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = _Opaque(3, 8), _Opaque(3, 12)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], 1)
+
+
+def test_example_inputs_give_channel_counts_the_structure_cannot():
+    model = _ConcatOfOpaque().train()
+    x = torch.randn(2, 3, 8, 8)
+    plan = seinject.plan(model, rule="after_concat")
+    assert len(plan) == 0 and "channel count unknown" in plan.skipped[0].reason
+    bn = torch.nn.BatchNorm2d(3)
+    model.bn = bn  # a buffer that a real train-mode pass would update
+    plan = seinject.plan(model, rule="after_concat", example_inputs=x)
+    assert [(s.name, s.channels) for s in plan] == [("cat", 20)]
+    assert int(bn.num_batches_tracked) == 0 and model.training and bn.training
+    new = seinject.apply(model, rule="after_concat", example_inputs=x)
+    assert max_diff(model, new, x, training=False) == 0.0

@@ -96,9 +96,9 @@ class _Const:
 
 
 class _Builder:
-    def __init__(self, root: nn.Module, input_shapes: dict[str, list]):
+    def __init__(self, root: nn.Module, shapes: dict[str, dict]):
         self.root = root
-        self.input_shapes = input_shapes
+        self.shapes = shapes
         self.ops: list[RawOp] = []
         self.graphs: dict[str, LocalGraph] = {}
         self.left_out: list[Skip] = []
@@ -133,7 +133,7 @@ class _Builder:
         """Emit the ops of one module call; returns the value of its output."""
         lg.calls += 1
         env: dict[fx.Node, Any] = {}
-        shapes = iter(self.input_shapes.get(lg.path, []))
+        shapes = iter(self.shapes.get(lg.path, {}).get("in", []))
         for node in lg.graph.nodes:
             if node.op == "placeholder":
                 if bound is None:
@@ -162,7 +162,8 @@ class _Builder:
                 return self.expand(child, _bind(child.graph, node, env))
             self.leave_out(child)
         kind, attrs = classify_module(sub) if is_structural_leaf(sub) else ("other", {"opaque": True})
-        return self.emit(node, lg, kind, attrs, *_inputs(node, env), self.unique(path))
+        shape = self.shapes.get(path, {}).get("out")
+        return self.emit(node, lg, kind, attrs, *_inputs(node, env), self.unique(path), shape)
 
     def call_function(self, node: fx.Node, lg: LocalGraph, env: dict) -> Any:
         if node.target is operator.getitem:
@@ -204,7 +205,7 @@ def trace_model(model: nn.Module, example_inputs: Any = None) -> TracedModel:
         >>> traced.view.node("n1")["channels"]
         8
     """
-    builder = _Builder(model, _record_input_shapes(model, example_inputs))
+    builder = _Builder(model, _record_shapes(model, example_inputs))
     builder.expand_root("", model)
     return TracedModel(model, GraphView(builder.ops), builder.graphs, builder.left_out)
 
@@ -296,22 +297,49 @@ def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
     return bound
 
 
-def _record_input_shapes(model: nn.Module, example_inputs: Any) -> dict[str, list]:
-    """Input shapes of every module's first call, from one no-grad forward pass."""
+def _record_shapes(model: nn.Module, example_inputs: Any) -> dict[str, dict]:
+    """Input and output shapes of every module's first call, from one forward pass.
+
+    The pass runs in eval mode on fake tensors (no compute, no buffer updates), falling
+    back to real tensors under no_grad; training flags are restored afterwards.
+    """
     if example_inputs is None:
         return {}
     args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    shapes: dict[str, list] = {}
+    shapes: dict[str, dict] = {}
+
+    def shape_of(value: Any):
+        return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
     handles = []
     for path, module in model.named_modules():
-        def hook(mod, inputs, path=path):
-            shapes.setdefault(path, [tuple(t.shape) if isinstance(t, torch.Tensor) else None
-                                     for t in inputs])
-        handles.append(module.register_forward_pre_hook(hook))
+        def pre(mod, inputs, path=path):
+            shapes.setdefault(path, {"in": [shape_of(t) for t in inputs], "out": None})
+
+        def post(mod, inputs, output, path=path):
+            if shapes[path]["out"] is None:
+                shapes[path]["out"] = shape_of(output)
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
     try:
+        _run_fake(model, args)
+    except Exception:  # some ops have no fake kernel: fall back to a real pass
+        shapes.clear()
         with torch.no_grad():
             model(*args)
     finally:
         for handle in handles:
             handle.remove()
+        for module, training in modes.items():
+            module.training = training
     return shapes
+
+
+def _run_fake(model: nn.Module, args: tuple) -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+        model(*fake)
