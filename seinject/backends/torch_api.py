@@ -12,66 +12,20 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from dataclasses import fields, replace
 from typing import Any
 
 from torch import nn
 
 from ..blocks.se import SqueezeExcite
-from ..config import SEConfig
-from ..errors import ConfigError, ModelError, NoSitesError, SEInjectWarning
-from ..loader import load_rule
+from ..errors import ModelError, NoSitesError, SEInjectWarning
 from ..matcher import match
+from ..overrides import resolve_rule
 from ..reporting import ApplyReport, Plan
-from ..rule import Filters, Rule
-from ..suggest import closest
+from ..rule import Rule
 from .fx_splice import restore, splice
 from .fx_trace import trace_model
 
 log = logging.getLogger("seinject")
-
-SE_FIELDS = tuple(f.name for f in fields(SEConfig))
-FILTER_FIELDS = tuple(f.name for f in fields(Filters) if f.name != "min_channels")
-
-
-def resolve_rule(rule: "str | Rule", overrides: dict[str, Any]) -> Rule:
-    """The rule with keyword overrides applied: SE settings to `se`, the rest to `filters`.
-
-    Example:
-        >>> r = resolve_rule("after_residual", {"ratio": 8, "include": "layer3"})
-        >>> r.se.ratio, r.filters.include
-        (8, ('layer3',))
-    """
-    loaded = load_rule(rule)
-    se_changes, filter_changes = {}, {}
-    for key, value in overrides.items():
-        if key in SE_FIELDS:
-            se_changes[key] = value
-        elif key in FILTER_FIELDS:
-            filter_changes[key] = _filter_value(key, value)
-        else:
-            raise ConfigError(f"unknown option {key!r}{closest(key, SE_FIELDS + FILTER_FIELDS)}; "
-                              f"SE settings: {', '.join(SE_FIELDS)}; filters: {', '.join(FILTER_FIELDS)}")
-    try:
-        filters = replace(loaded.filters, **filter_changes)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
-    return replace(loaded, se=loaded.se.with_overrides(**se_changes), filters=filters)
-
-
-def _filter_value(key: str, value: Any) -> Any:
-    if key in ("include", "exclude"):
-        return (value,) if isinstance(value, str) else tuple(value or ())
-    if key == "stages" and value is not None:
-        return (value,) if isinstance(value, int) else tuple(value)
-    if key == "outside_residual":
-        if not isinstance(value, bool):
-            raise ConfigError(f"option 'outside_residual' must be True or False, got {value!r}")
-        return value
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigError(f"option {key!r} must be a non-negative integer, got {value!r}")
-    return value
-
 
 def _check_model(model: Any) -> None:
     if not isinstance(model, nn.Module):

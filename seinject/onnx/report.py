@@ -19,6 +19,14 @@ def _macs_text(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
+def macs_line(macs: list, sites: list) -> str:
+    """'added MACs per sample: N', noting sites whose spatial size is symbolic (FC MACs only there)."""
+    unknown = sum(m is None for m in macs)
+    line = f"added MACs per sample: {sum(m for m in macs if m):,}"
+    return line + (f" + unknown at {unknown} site(s) with a symbolic spatial size (give input shapes)"
+                   if unknown else "")
+
+
 @dataclass
 class OnnxPlan(Plan):
     """A Plan whose sites also carry MACs per sample (None where the spatial size is symbolic)."""
@@ -51,9 +59,9 @@ class OnnxPlan(Plan):
         return list(self.macs) + [None] * (len(self.sites) - len(self.macs))
 
     def __str__(self) -> str:
-        head = (f"rule {self.rule}: {len(self.sites)} site(s), +{self.added_params:,} params, "
-                f"+{self.added_macs:,} MACs")
-        return "\n".join([head, *([self.table()] if self.sites else []), *self.summary_lines()])
+        head = f"rule {self.rule}: {len(self.sites)} site(s), +{self.added_params:,} params"
+        body = [self.table(), macs_line(self._padded(), self.sites)] if self.sites else []
+        return "\n".join([head, *body, *self.summary_lines()])
 
 
 @dataclass
@@ -106,7 +114,7 @@ class OnnxReport(ApplyReport):
     def __str__(self) -> str:
         head = f"rule {self.rule}: inserted {len(self.inserted)} SE block(s)"
         lines = [head, *([self.table()] if self.inserted else []), self.trainable_line(),
-                 f"added MACs per sample: {self.added_macs:,}"]
+                 macs_line(self.macs, self.inserted)]
         if self.inserted:
             lines.append(self.verification_line())
         if self.output:
