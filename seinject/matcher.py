@@ -158,20 +158,17 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
     data = view.node(target)
     if position == "after":
         node, consumers, label = target, None, data["name"]
-        already = _all_se(view, view.consumers(node))
-    elif position == "branch_end":
-        node, consumers = data["branch"], (target,)
-        label, already = view.node(node)["name"], view.node(node)["kind"] == "se"
-    elif position == "shortcut":
-        node, consumers = data["shortcut"], (target,)
-        label, already = view.node(node)["name"], view.node(node)["kind"] == "se"
+        already = _all_se(view, _readers(view, node))
+    elif position in ("branch_end", "shortcut"):
+        node, consumers = data["branch" if position == "branch_end" else "shortcut"], (target,)
+        label, already = view.node(node)["name"], _writer(view, node) == "se"
     else:  # branch_start
         node = data["split"]
         entry = [u for u in view.consumers(node) if u in data["branch_nodes"]]
         if not entry:
             return Skip(data["name"], "residual branch has no entry op")
         consumers, label = tuple(entry), view.node(entry[0])["name"]
-        already = _all_se(view, entry)
+        already = _all_se(view, [r for e in entry for r in _past_noops(view, e)])
     if already:
         return Skip(label, "already has SE")
     channels = view.node(node)["channels"] if view.is_feature_map(node) else None
@@ -182,6 +179,26 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
                 params=se.added_parameters(channels), stage=0)
     anchor_depth = data["depth"] if position != "after" else view.node(node)["depth"]
     return site, anchor_depth
+
+
+_NOOPS = ("dropout", "identity")
+
+
+def _past_noops(view: GraphView, node: str) -> list[str]:
+    """[node], or, when node is an inference no-op, the first real ops reading it."""
+    return _readers(view, node) if view.node(node)["kind"] in _NOOPS else [node]
+
+
+def _readers(view: GraphView, node: str) -> list[str]:
+    """Consumers of node, looking through inference no-ops (not through SE)."""
+    return [r for user in view.consumers(node) for r in _past_noops(view, user)]
+
+
+def _writer(view: GraphView, node: str) -> str:
+    """Kind of the op that produced node's value, looking back through inference no-ops."""
+    while view.node(node)["kind"] in _NOOPS and view.inputs(node):
+        node = view.inputs(node)[0]
+    return view.node(node)["kind"]
 
 
 def _all_se(view: GraphView, nodes: list[str]) -> bool:

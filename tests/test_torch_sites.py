@@ -104,3 +104,17 @@ def test_blocks_with_their_own_se_module_count_as_already_done():
                         nn.ReLU(), SqueezeExcitation(16), nn.Conv2d(16, 8, 1))
     plan = seinject.plan(net, rule="inverted_residual")
     assert len(plan) == 0 and [(s.name, s.reason) for s in plan.skipped] == [("3", "already has SE")]
+
+
+def test_existing_se_behind_a_no_op_still_counts():
+    """timm's EfficientNet puts an `aa` Identity between the activation and its SE."""
+    import torch.nn as nn
+
+    class SqueezeExcite(nn.Module):
+        def forward(self, x):
+            return x * x.mean((2, 3), keepdim=True).sigmoid()
+
+    net = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Conv2d(16, 16, 3, groups=16), nn.BatchNorm2d(16),
+                        nn.SiLU(), nn.Identity(), SqueezeExcite(), nn.Conv2d(16, 8, 1))
+    plan = seinject.plan(net, rule="inverted_residual")
+    assert len(plan) == 0 and [s.reason for s in plan.skipped] == ["already has SE"]

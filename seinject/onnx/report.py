@@ -21,9 +21,11 @@ def _macs_text(value: int | None) -> str:
 
 def macs_line(macs: list, sites: list) -> str:
     """'added MACs per sample: N', noting sites whose spatial size is symbolic (FC MACs only there)."""
+    sites = [s[1] if isinstance(s, tuple) else s for s in sites]
     unknown = sum(m is None for m in macs)
-    line = f"added MACs per sample: {sum(m for m in macs if m):,}"
-    return line + (f" + unknown at {unknown} site(s) with a symbolic spatial size (give input shapes)"
+    total = sum(m if m is not None else 2 * s.channels * s.hidden for m, s in zip(macs, sites))
+    line = f"added MACs per sample: {total:,}"
+    return line + (f" + pool and scale at {unknown} site(s) with a symbolic spatial size (give input shapes)"
                    if unknown else "")
 
 

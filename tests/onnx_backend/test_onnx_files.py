@@ -215,7 +215,7 @@ def test_apply_with_verify_and_report():
     assert report.added_params == 2 * (2 * 8 * 2 + 2 + 8)
     assert report.to_dict()["sites"][0]["module"] == "seinject/b0.convB"
     assert "SE params: 84" in str(report)
-    assert "added MACs per sample: 64 + unknown at 2 site(s) with a symbolic spatial size" in str(report)
+    assert "added MACs per sample: 64 + pool and scale at 2 site(s) with a symbolic spatial size" in str(report)
     assert "added MACs per sample: 1,088" in str(so.apply(residual_net(), "residual_branch", ratio=4,
                                                          input_shapes={"x": (1, 3, 4, 4)}, return_report=True)[1])
 
