@@ -1,0 +1,75 @@
+"""GraphView facts on hand-built op graphs: residual joins, branch vs shortcut, layouts, channels."""
+
+import pytest
+
+from seinject.view import GraphView, RawOp
+
+
+def conv(id_, src, out=8, inp=8, stride=1, groups=1):
+    return RawOp(id_, "conv", id_, [src], {"out_channels": out, "in_channels": inp, "groups": groups,
+                                          "stride": (stride, stride), "kernel_size": (3, 3)})
+
+
+def op(id_, kind, *inputs, **attrs):
+    return RawOp(id_, kind, id_, list(inputs), attrs)
+
+
+X = RawOp("x", "input", "x", [], shape=(1, 8, 16, 16))
+
+
+def test_identity_shortcut():
+    """x ─┬─ conv ─ bn ─(+)   the side with nothing on it is the shortcut"""
+    view = GraphView([X, conv("c", "x"), op("b", "norm", "c"), op("a", "add", "b", "x")])
+    a = view.node("a")
+    assert (a["residual"], a["branch"], a["shortcut"], a["split"]) == (True, "b", "x", "x")
+    assert a["branch_nodes"] == {"c", "b"} and view.node("c").get("in_residual")
+
+
+def test_projection_shortcut_is_the_lighter_side_whatever_the_operand_order():
+    """x ─┬─ conv─bn─relu─conv─bn ─┐
+          └─ conv(1x1) ─ bn ──────(+)"""
+    ops = [X, conv("c1", "x"), op("b1", "norm", "c1"), op("r", "act", "b1"), conv("c2", "r"),
+           op("b2", "norm", "c2"), conv("d", "x"), op("db", "norm", "d")]
+    for order in (("b2", "db"), ("db", "b2")):
+        view = GraphView(ops + [op("a", "add", *order)])
+        assert (view.node("a")["branch"], view.node("a")["shortcut"]) == ("b2", "db")
+
+
+@pytest.mark.parametrize("second", [["x", "x"], ["c"]])
+def test_not_residual_without_two_distinct_inputs(second):
+    view = GraphView([X, conv("c", "x"), op("a", "add", *second)])
+    assert not view.node("a")["residual"]
+
+
+def test_not_residual_when_channels_differ_or_inputs_never_meet():
+    y = RawOp("y", "input", "y", [], shape=(1, 8, 16, 16))
+    view = GraphView([X, y, conv("c", "x", out=16), op("a", "add", "c", "x"), op("b", "add", "x", "y")])
+    assert not view.node("a")["residual"] and not view.node("b")["residual"]
+
+
+def test_the_split_is_the_latest_common_ancestor_across_chained_blocks():
+    ops, prev = [X], "x"
+    for i in range(5):
+        ops += [conv(f"c{i}", prev), op(f"a{i}", "add", f"c{i}", prev)]
+        prev = f"a{i}"
+    view = GraphView(ops)
+    assert [view.node(f"a{i}")["split"] for i in range(5)] == ["x", "a0", "a1", "a2", "a3"]
+
+
+def test_channels_flow_through_concat_and_channels_last_permutes():
+    ops = [X, conv("c", "x", out=4), op("cat", "concat", "c", "x", channel_concat=True),
+           op("p", "reshape", "cat", perm=(0, 2, 3, 1)), op("ln", "norm", "p"),
+           RawOp("fc", "linear", "fc", ["ln"], {"out_features": 24}),
+           op("back", "reshape", "fc", perm=(0, 3, 1, 2)), op("flat", "reshape", "back")]
+    view = GraphView(ops)
+    assert view.node("cat")["channels"] == 12 and view.is_feature_map("cat")
+    assert view.node("p")["layout"] == "cl" and not view.is_feature_map("ln")
+    assert view.node("back")["channels"] == 24 and view.is_feature_map("back")
+    assert not view.is_feature_map("flat")
+
+
+def test_depth_counts_downsampling_and_depthwise_is_recognised():
+    ops = [X, conv("c1", "x", stride=2), conv("dw", "c1", groups=8), op("p", "pool", "dw", stride=(2, 2))]
+    view = GraphView(ops)
+    assert [view.node(n)["depth"] for n in ("x", "c1", "dw", "p")] == [0, 1, 1, 2]
+    assert view.node("dw")["depthwise"] and not view.node("c1")["grouped"]
