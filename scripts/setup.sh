@@ -12,6 +12,6 @@ fi
 PIP=".venv/bin/python -m pip --quiet --disable-pip-version-check"
 # torch first, alone: the pinned CPU build (a range would pull CUDA wheels).
 $PIP install -c constraints.txt "torch==2.13.0"
-$PIP install -c constraints.txt hatchling
+$PIP install -c constraints.txt hatchling editables
 $PIP install -c constraints.txt --no-build-isolation -e ".[onnx,dev]"
 echo "$WANT" > "$STAMP"
