@@ -238,3 +238,24 @@ def test_example_inputs_give_channel_counts_the_structure_cannot():
     assert int(bn.num_batches_tracked) == 0 and model.training and bn.training
     new = seinject.apply(model, rule="after_concat", example_inputs=x)
     assert max_diff(model, new, x, training=False) == 0.0
+
+
+def test_rules_stack_and_remove_takes_all_of_them_out():
+    model, x = build("resnet_tiny_bottleneck")
+    stacked = model
+    for rule in ("residual_branch", "after_residual", "before_residual"):
+        stacked = seinject.apply(stacked, rule=rule)
+    assert sorted(n for n in se_blocks(stacked) if n.startswith("layer1.0.")) == [
+        "layer1.0.se", "layer1.0.se_1", "layer1.0.se_2"]
+    assert max_diff(model, stacked, x, training=True) == 0.0
+    restored = seinject.remove(stacked)
+    assert list(restored.state_dict()) == list(model.state_dict()) and not se_blocks(restored)
+
+
+def test_remove_warns_when_a_block_was_trained_away_from_identity():
+    model, _ = build("resnet_tiny")
+    new = seinject.apply(model, rule="after_residual")
+    with torch.no_grad():
+        new.layer1[0].se.fc2.bias.fill_(0.1)
+    with pytest.warns(seinject.SEInjectWarning, match="no longer at identity"):
+        seinject.remove(new)
