@@ -5,8 +5,9 @@ Exit codes: 0 success; 1 verification or runtime failure; 2 usage, rule or input
 errors go to stderr.
 
 Example:
-    >>> main(["rules", "list", "--json"]) == 0
-    True
+    >>> main(["--version"])
+    seinject 0.1.0
+    0
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def _onnx_parser(commands) -> None:
     p.add_argument("input", metavar="IN", help="ONNX model to read")
     p.add_argument("output", metavar="OUT", nargs="?", help="ONNX model to write (not needed with --dry-run)")
     p.add_argument("-r", "--rule", default="after_residual",
-                   help="built-in rule name or path to a YAML rule (default: after_residual; see `seinject rules list`)")
+                   help="built-in rule name or path to a YAML rule (default: after_residual; "
+                   "see `seinject rules list`)")
     se = p.add_argument_group("SE settings (override the rule's se:)")
     se.add_argument("--ratio", type=float, help="reduction ratio r: hidden = C / r")
     se.add_argument("--divisor", type=int, help="round hidden up to a multiple of this (8 = timm)")
@@ -100,7 +102,8 @@ def _onnx_parser(commands) -> None:
     f = p.add_argument_group("filters (override the rule's filters:)")
     f.add_argument("--include", action="append", metavar="REGEX", help="keep sites whose name matches (repeatable)")
     f.add_argument("--exclude", action="append", metavar="REGEX", help="drop sites whose name matches (repeatable)")
-    f.add_argument("--stages", type=int, nargs="+", metavar="N", help="keep sites in these stages (1-based)")
+    f.add_argument("--stages", type=_int_list, action="append", metavar="N[,N...]",
+                   help="keep sites in these stages (1-based; e.g. 3,4)")
     f.add_argument("--max-channels", type=int, metavar="N", help="drop sites with more channels")
     f.add_argument("--first", type=int, metavar="N", help="keep the first N sites")
     f.add_argument("--last", type=int, metavar="N", help="keep the last N sites")
@@ -148,6 +151,13 @@ def _rules_parser(commands) -> None:
     check.set_defaults(handler=_run_rules_check)
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
 def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     """'x:1,3,224,224', 'x:[1,3,224,224]', '1x3x224x224' → (name or '', dims)."""
     name, _, dims = text.rpartition(":")
@@ -156,7 +166,8 @@ def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     try:
         values = tuple(int(d) for d in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad input shape {text!r}: expected NAME:D0,D1,... with integer dims") from None
+        raise argparse.ArgumentTypeError(f"bad input shape {text!r}: expected NAME:D0,D1,... with integer dims") \
+            from None
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"bad input shape {text!r}: dims must be positive integers")
     return name, values
@@ -215,15 +226,26 @@ def _setup_logging(args: argparse.Namespace) -> None:
     if getattr(args, "quiet", False):
         level = logging.ERROR
     log.setLevel(level)
-    if not any(getattr(h, "_seinject_cli", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("seinject: %(message)s"))
-        handler._seinject_cli = True  # type: ignore[attr-defined]
         log.addHandler(handler)
-    for handler in log.handlers:
-        if getattr(handler, "_seinject_cli", False):
-            handler.setStream(sys.stderr)
     log.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (main() may run many times in one process)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 # -- onnx -----------------------------------------------------------------------------------
@@ -231,6 +253,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = ("ratio", "divisor", "min_hidden", "min_channels", "act", "gate", "init", "include", "exclude",
              "stages", "max_channels", "first", "last", "every", "offset")
     out = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if "stages" in out:
+        out["stages"] = tuple(s for group in out["stages"] for s in group)
     if "ratio" in out and float(out["ratio"]).is_integer():
         out["ratio"] = int(out["ratio"])
     return out
@@ -257,15 +281,13 @@ def _run_onnx(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     if args.dry_run:
-        result = plan(args.input, args.rule, input_shapes=_shapes(args), **overrides)
+        result = plan(args.input, args.rule, input_shapes=_shapes(args) or "auto", **overrides)
         _print(result, args)
         if args.strict and not len(result):
             raise NoSitesError(f"rule {result.rule!r} matched no site in {args.input}")
         return EXIT_OK
     if not args.output:
         raise UsageError("give OUT, the file to write (or --dry-run to only plan)")
-    if Path(args.output).suffix.lower() not in (".onnx", ".pb", "") and not args.quiet:
-        print(f"seinject: note: writing an ONNX model to {args.output}", file=sys.stderr)
     report = apply_file(args.input, args.output, args.rule, verify=not args.no_verify, overwrite=args.overwrite,
                         strict=args.strict, seed=args.seed, input_shapes=_shapes(args), atol=args.atol,
                         rtol=args.rtol, opt_level=args.ort_opt_level,
@@ -277,41 +299,8 @@ def _run_onnx(args: argparse.Namespace) -> int:
 
 
 def _print(result: Any, args: argparse.Namespace) -> None:
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    elif sys.stdout.isatty() and _rich_available():
-        _print_rich(result)
-    else:
-        print(result)
-
-
-def _rich_available() -> bool:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _print_rich(result: Any) -> None:
-    """The same report as str(result), its table drawn by rich on a terminal."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    header, rows = result.rows()
-    text = str(result).splitlines()
-    table_lines = len(rows) + 2 if rows else 0
-    console.print(text[0], highlight=False, markup=False)
-    if rows:
-        table = Table(*header)
-        for column in table.columns[2:]:
-            column.justify = "right"
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-    for line in text[1 + table_lines:]:
-        console.print(line, highlight=False, markup=False)
+    """The report on stdout: JSON with --json, else aligned text (plain, so it pipes and diffs well)."""
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
 
 
 # -- rules ----------------------------------------------------------------------------------

@@ -26,13 +26,15 @@ from .report import OnnxPlan, OnnxReport
 __all__ = ["apply", "plan", "apply_file", "verify", "OnnxPlan", "OnnxReport"]
 
 
-def plan(model: Any, rule: Any = "after_residual", *, input_shapes: dict | None = None,
+def plan(model: Any, rule: Any = "after_residual", *, input_shapes: "dict | str | None" = None,
          **overrides: Any) -> OnnxPlan:
     """Dry run: where `rule` would put SE blocks in an ONNX model (a path, bytes, ModelProto,
     onnx_graphsurgeon.Graph or onnx_ir.Model); nothing is changed or written.
 
-    input_shapes ({input name: dims}) fixes symbolic dims for shape inference (MACs need
-    the spatial size). Overrides are the rule's `se:` settings and filters, as in apply.
+    input_shapes ({input name: dims}; "auto": none given) fixes symbolic dims for shape
+    inference, the others taking 2 for the batch dim and 64 otherwise, as verification
+    does; MACs need the spatial size (without input_shapes they show "?" where it is symbolic).
+    Overrides are the rule's `se:` settings and filters, as in apply.
 
     Example:
         >>> import onnx
@@ -75,7 +77,9 @@ def apply(model: Any, rule: Any = "after_residual", *, inplace: bool = False, st
         >>> [name for name, _ in report.inserted]
         ['seinject/y']
         >>> x = np.random.randn(2, 2, 5, 7).astype(np.float32)
-        >>> run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        >>> def run(m):
+        ...     session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        ...     return session.run(None, {"x": x})[0]
         >>> float(np.abs(run(new) - run(model)).max())
         0.0
     """

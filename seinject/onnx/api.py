@@ -33,7 +33,8 @@ from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
 from ..matcher import match
 from ..overrides import resolve_rule
 from ..rule import Rule
-from .load import EXTERNAL_THRESHOLD, LoadedModel, StagedOutput, load_model, same_file, tensor_bytes
+from .load import (EXTERNAL_THRESHOLD, PROTOBUF_LIMIT, LoadedModel, StagedOutput, load_model, same_file,
+                   tensor_bytes)
 from .report import OnnxPlan, OnnxReport
 from .splice import splice
 from .verify import SYMBOLIC_BATCH, SYMBOLIC_OTHER, check, compare
@@ -42,12 +43,14 @@ from .view import OnnxGraph, build_view
 log = logging.getLogger("seinject")
 
 
-def plan(model: Any, rule: "str | Rule" = "after_residual", *, input_shapes: dict | None = None,
+def plan(model: Any, rule: "str | Rule" = "after_residual", *, input_shapes: "dict | str | None" = None,
          **overrides: Any) -> OnnxPlan:
     """Where `rule` would insert SE blocks; nothing is changed. See seinject.onnx.plan."""
-    loaded, _ = _coerce(model, inplace=True)
     resolved = resolve_rule(rule, overrides)
-    graph = build_view(loaded.model, named_input_shapes(loaded.model, input_shapes))
+    loaded, _ = _coerce(model, inplace=True, with_data=False)
+    auto = input_shapes == "auto"
+    shapes = concrete_input_shapes(loaded.model, None if auto else input_shapes) if input_shapes else None
+    graph = build_view(loaded.model, shapes)
     found = match(resolved, graph.view)
     return OnnxPlan(resolved.name, found.sites, found.skipped, [], found.matched,
                     _param_count(loaded.model), macs=[_macs(graph, s, resolved) for s in found.sites],
@@ -58,10 +61,14 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
           seed: int = 0, input_shapes: dict | None = None, verify: bool = False,
           return_report: bool = False, **overrides: Any) -> Any:
     """Insert SE blocks; returns the model as the type it was given. See seinject.onnx.apply."""
+    resolved = resolve_rule(rule, overrides)
     loaded, restore = _coerce(model, inplace=inplace)
     input_shapes = named_input_shapes(loaded.model, input_shapes)
+    if verify and tensor_bytes(loaded.model) > PROTOBUF_LIMIT - 2**26:
+        raise UsageError("verify=True runs the models from memory, which protobuf limits to 2 GB; "
+                         "use seinject.onnx.apply_file for this model")
     original = loaded.model.SerializeToString() if verify else None
-    report = _rewrite(loaded, rule, overrides, input_shapes, seed, strict, stacklevel=4)
+    report = _rewrite(loaded, resolved, input_shapes, seed, strict, stacklevel=4)
     if verify and report.inserted:
         result = compare(original, loaded.model, input_shapes, seed=seed,
                          expect_equal=report.init == "identity")
@@ -80,12 +87,13 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
         raise UsageError(f"output {dst} is a folder; give a file name")
     if same_file(src, dst) and not overwrite:
         raise UsageError(f"output {dst} is the input file; pass --overwrite (overwrite=True) to replace it")
+    resolved = resolve_rule(rule, overrides)  # rule errors before the model is read
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     loaded = load_model(src)
     seconds["load"] = time.perf_counter() - start
     shapes = concrete_input_shapes(loaded.model, input_shapes)
-    report = _rewrite(loaded, rule, overrides, shapes, seed, strict, seconds=seconds, stacklevel=4)
+    report = _rewrite(loaded, resolved, shapes, seed, strict, seconds=seconds, stacklevel=4)
     report.input, report.input_shapes = str(src), shapes
     if not report.inserted:
         report.verify_note = "nothing inserted, nothing written"
@@ -99,13 +107,14 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
         seconds["save"] = time.perf_counter() - start
         if verify:
             start = time.perf_counter()
-            check(staged.temp_model)
+            checker_note = check(staged.temp_model, src)
             identity = report.init == "identity"
             result = compare(src, staged.temp_model, shapes, atol=atol, rtol=rtol, seed=seed,
                              opt_level=opt_level, expect_equal=identity)
             seconds["verify"] = time.perf_counter() - start
             report.max_abs_diff, report.verified = result.max_abs_diff, True
-            report.verify_note = _shape_note(result.input_shapes, opt_level, identity)
+            report.verify_note = "; ".join(filter(None, [_shape_note(result.input_shapes, opt_level, identity),
+                                                         checker_note]))
         else:
             report.verify_note = "--no-verify"
         report.output = str(staged.commit())
@@ -116,10 +125,9 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
     return report
 
 
-def _rewrite(loaded: LoadedModel, rule, overrides: dict, input_shapes, seed: int, strict: bool,
+def _rewrite(loaded: LoadedModel, resolved: Rule, input_shapes, seed: int, strict: bool,
              seconds: dict | None = None, stacklevel: int = 3) -> OnnxReport:
     seconds = seconds if seconds is not None else {}
-    resolved = resolve_rule(rule, overrides)
     start = time.perf_counter()
     params_before = _param_count(loaded.model)
     graph = build_view(loaded.model, input_shapes)
@@ -217,7 +225,7 @@ def _param_count(model: onnx.ModelProto) -> int:
     return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type in floating and len(t.dims))
 
 
-def _coerce(model: Any, inplace: bool) -> tuple[LoadedModel, Callable[[onnx.ModelProto], Any]]:
+def _coerce(model: Any, inplace: bool, with_data: bool = True) -> tuple[LoadedModel, Callable[[onnx.ModelProto], Any]]:
     """A LoadedModel for any accepted input, and the function that turns the result back into its type."""
     module = type(model).__module__
     if module.startswith("onnx_graphsurgeon"):
@@ -233,4 +241,4 @@ def _coerce(model: Any, inplace: bool) -> tuple[LoadedModel, Callable[[onnx.Mode
         return load_model(target), lambda m: m
     if isinstance(model, (bytes, bytearray)):
         return load_model(model), lambda m: m.SerializeToString()
-    return load_model(model), lambda m: m
+    return load_model(model, with_data), lambda m: m

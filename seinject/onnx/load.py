@@ -53,8 +53,10 @@ class LoadedModel:
         return bool(self.external_files)
 
 
-def load_model(source: Any) -> LoadedModel:
+def load_model(source: Any, with_data: bool = True) -> LoadedModel:
     """A LoadedModel from a path, serialized bytes or a ModelProto (not copied).
+
+    with_data=False leaves a file's external data unread (its locations are still checked).
 
     Example:
         >>> load_model(b"not an onnx model")
@@ -70,12 +72,12 @@ def load_model(source: Any) -> LoadedModel:
         _check_loaded(model, "<bytes>")
         return LoadedModel(model, opset=_check_model(model, "<bytes>"))
     if isinstance(source, (str, os.PathLike)):
-        return _load_path(Path(source))
+        return _load_path(Path(source), with_data)
     raise ModelError(f"expected an ONNX model (path, bytes, onnx.ModelProto, onnx_graphsurgeon.Graph "
                      f"or onnx_ir.Model), got {type(source).__name__}")
 
 
-def _load_path(path: Path) -> LoadedModel:
+def _load_path(path: Path, with_data: bool = True) -> LoadedModel:
     if not path.exists():
         raise ModelError(f"{path}: no such file")
     if not path.is_file():
@@ -87,7 +89,7 @@ def _load_path(path: Path) -> LoadedModel:
     model = _parse(data, str(path))
     opset = _check_model(model, str(path))
     files = check_external_data(model, path.parent, str(path))
-    if files:
+    if files and with_data:
         try:
             external_data_helper.load_external_data_for_model(model, str(path.parent))
         except (OSError, ValueError) as exc:
@@ -144,7 +146,7 @@ def check_external_data(model: onnx.ModelProto, folder: Path, where: str) -> set
         >>> check_external_data(m, Path("/tmp"), "m.onnx")
         Traceback (most recent call last):
         ...
-        seinject.errors.UnsafeModelError: m.onnx: tensor 'w' refers to external data '../secret.bin' outside the model's folder; refused
+        seinject.errors.UnsafeModelError: m.onnx: tensor 'w' refers to external data '../secret.bin' outside ...
     """
     root = folder.resolve()
     files: set[Path] = set()

@@ -20,7 +20,13 @@ def _macs_text(value: int | None) -> str:
 
 
 def macs_line(macs: list, sites: list) -> str:
-    """'added MACs per sample: N', noting sites whose spatial size is symbolic (FC MACs only there)."""
+    """'added MACs per sample: N', noting sites whose spatial size is symbolic (FC MACs only there).
+
+    Example:
+        >>> from seinject.site import Site
+        >>> macs_line([None], [Site("a", "r", "after", "v", None, 64, 4, 580, 1)])
+        'added MACs per sample: 512 + pool and scale at 1 site(s) with a symbolic spatial size (give input shapes)'
+    """
     sites = [s[1] if isinstance(s, tuple) else s for s in sites]
     unknown = sum(m is None for m in macs)
     total = sum(m if m is not None else 2 * s.channels * s.hidden for m, s in zip(macs, sites))

@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from onnx import TensorProto
+
 from ..blocks.onnx_se import DTYPES, NAME_PREFIX, SEBlock, build_se
 from ..config import SEConfig
 from ..site import Site, Skip
@@ -73,10 +75,10 @@ def splice(graph: OnnxGraph, sites: list[Site], config: SEConfig, seed: int = 0)
         block_name = _fresh(f"{NAME_PREFIX}{site.name}", taken)
         producer = graph.producer.get(value, -1)
         rename = site.consumers is None and value in outputs and producer >= 0
-        dims, elem_type = graph.shapes.get(value, (None, None))
+        elem_type = graph.shapes.get(value, (None, None))[1] or TensorProto.FLOAT
         source = f"{block_name}/input" if rename else value
         block = build_se(block_name, source, site.channels, _rank(graph, value) - 2, config, graph.opset,
-                         elem_type or 1, seed, output=value if rename else None)
+                         elem_type, seed, output=value if rename else None)
         taken.update(n.name for n in block.nodes)
         if rename:
             node = nodes[producer]
@@ -154,6 +156,5 @@ def _rebuild(graph: OnnxGraph, after: dict[int, list[SEBlock]]) -> None:
         new.append(old[i])
         for block in after.get(i, ()):
             new.extend(block.nodes)
-    rebuilt = [n for n in new]
     del old[:]
-    old.extend(rebuilt)
+    old.extend(new)

@@ -45,21 +45,33 @@ class Comparison:
     within_tolerance: bool = True
 
 
-def check(path: "str | Path") -> None:
+def check(path: "str | Path", original: "str | Path | None" = None) -> str:
     """onnx.checker.check_model(full_check=True) on a file (external data resolved beside it).
+
+    When the rewritten model fails and the original fails the same way, the problem
+    was there before: returns a note instead of raising VerificationError.
 
     Example:
         >>> import tempfile, onnx.helper as h
         >>> path = Path(tempfile.mkdtemp()) / "m.onnx"
         >>> onnx.save(h.make_model(h.make_graph([], "g", [], [])), path)
         >>> check(path)
+        ''
     """
+    problem = _checker_problem(path)
+    if problem is None:
+        return ""
+    if original is not None and _checker_problem(original) == problem:
+        return f"onnx.checker: the input fails it already ({problem})"
+    raise VerificationError(f"{path}: onnx.checker rejected the rewritten model: {problem}")
+
+
+def _checker_problem(path: "str | Path") -> str | None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # checker raises ValidationError, InferenceError and others
-        raise VerificationError(f"{path}: onnx.checker rejected the rewritten model: "
-                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") \
-            from None
+        return _first_line(exc)
+    return None
 
 
 def compare(original: Any, rewritten: Any, input_shapes: dict[str, tuple] | None = None, *,

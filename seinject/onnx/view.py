@@ -39,6 +39,7 @@ from .kinds import classify
 from .names import Scope, readable_names, scope_of
 
 NOT_DATA_OPS = frozenset({"Shape", "Size"})
+SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})  # ai.onnx ops with graph attributes
 GATE_FUSION = {"Sigmoid": "silu", "HardSigmoid": "hardswish"}
 
 
@@ -130,7 +131,7 @@ def build_view(model: onnx.ModelProto, input_shapes: dict[str, tuple] | None = N
                 constants[node.output[0]] = constants[node.input[0]]
             continue
         if i in tags:
-            op = _se_op(nodes, i, tags[i], se_blocks, data)
+            op = _se_op(nodes, i, tags[i], data)
             if op is None:
                 continue
             members[op.id] = se_blocks[tags[i][0]]
@@ -167,7 +168,7 @@ def _name_ops(ops: list[RawOp], scopes: list[Scope | None]) -> None:
         ops[i].name = name
 
 
-def _se_op(nodes, i: int, tag: tuple[str, str], se_blocks: dict, data: dict) -> RawOp | None:
+def _se_op(nodes, i: int, tag: tuple[str, str], data: dict) -> RawOp | None:
     """One op of kind se for a tagged block, emitted at its scale node (its last)."""
     block, role = tag
     if role != "scale":
@@ -226,6 +227,8 @@ def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
 def _outer_names(node: onnx.NodeProto) -> list[str]:
     """Values of the enclosing graph that a node's subgraphs (If/Loop/Scan bodies) read."""
     names: list[str] = []
+    if node.op_type not in SUBGRAPH_OPS and node.domain in ("", "ai.onnx"):
+        return names
     for attr in node.attribute:
         graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
         for sub in graphs:

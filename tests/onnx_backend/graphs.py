@@ -1,9 +1,10 @@
-"""Small ONNX graphs built in-repo (onnx.helper + numpy, seeded) for the ONNX backend tests and benchmark."""
+"""Small ONNX graphs built in-repo (onnx.helper + numpy, seeded) for the ONNX tests and benchmark, and ORT helpers."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -94,3 +95,17 @@ def synthetic_resnet(blocks: int, channels: int = 4) -> onnx.ModelProto:
 def text_model(body: str, opset: int = 17) -> onnx.ModelProto:
     """A model from ONNX text (onnx.parser), with the header filled in."""
     return onnx.parser.parse_model(f'<ir_version: {_ir_for(opset)}, opset_import: ["" : {opset}]>\n{body}')
+
+
+def run(model, x: np.ndarray, level=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC) -> list[np.ndarray]:
+    """Outputs of a model (ModelProto or path) on x, its only input, in onnxruntime."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def max_diff(a, b, x) -> float:
+    """Max |a(x) - b(x)| over all outputs."""
+    return max(float(np.abs(p - q).max()) for p, q in zip(run(a, x), run(b, x)))

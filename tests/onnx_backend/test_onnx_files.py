@@ -16,8 +16,7 @@ import pytest
 import seinject.onnx as so
 from seinject.errors import (ModelError, NoSitesError, RuleNotFoundError, SEInjectWarning, UnsafeModelError,
                              UsageError, VerificationError)
-from tests.onnx_backend.graphs import residual_net
-from tests.onnx_backend.test_onnx_identity import max_diff
+from tests.onnx_backend.graphs import max_diff, residual_net
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -192,8 +191,8 @@ def test_second_run_inserts_nothing(model_file):
 
 
 def test_model_types_in_and_out():
-    import onnx_graphsurgeon as gs
-    import onnx_ir
+    gs = pytest.importorskip("onnx_graphsurgeon")
+    onnx_ir = pytest.importorskip("onnx_ir")
 
     model = residual_net()
     copy = model.SerializeToString()
@@ -204,7 +203,8 @@ def test_model_types_in_and_out():
     assert isinstance(graph, gs.Graph) and sum(n.op == "GlobalAveragePool" for n in graph.nodes) == 3
     ir_model = so.apply(onnx_ir.serde.deserialize_model(model))
     assert isinstance(ir_model, onnx_ir.Model)
-    assert so.apply(model, inplace=True) is model and len(model.graph.node) > len(onnx.load_from_string(copy).graph.node)
+    assert so.apply(model, inplace=True) is model
+    assert len(model.graph.node) > len(onnx.load_from_string(copy).graph.node)
     with pytest.raises(ModelError, match="expected an ONNX model"):
         so.apply(42)
 
@@ -222,17 +222,29 @@ def test_apply_with_verify_and_report():
 
 @pytest.mark.skipif(not os.environ.get("SEINJECT_LARGE_TESTS"), reason="writes 2.2 GB; set SEINJECT_LARGE_TESTS=1")
 def test_model_over_2gb(tmp_path):
+    """A 2.24 GB embedding table (external data) read by a Gather: loads, rewrites, verifies, saves."""
+    from onnx import TensorProto
+
     from tests.onnx_backend.graphs import Builder, tensor
 
+    count = 560_000_000
+    with open(tmp_path / "big.data", "wb") as f:  # zeros, written in chunks
+        chunk = np.zeros(10_000_000, dtype=np.float32).tobytes()
+        for _ in range(count // 10_000_000):
+            f.write(chunk)
+    table = TensorProto(name="table", data_type=TensorProto.FLOAT, dims=[count],
+                        data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", "big.data"), ("offset", "0"), ("length", str(4 * count))):
+        entry = table.external_data.add()
+        entry.key, entry.value = key, value
     b = Builder()
-    table = b.const(np.zeros(560_000_000, dtype=np.float32), "table")          # 2.24 GB
-    bias = b.op("Reshape", [b.op("Gather", [table, b.const(np.arange(8), dtype=np.int64)], name="pick"),
-                            b.const(np.array([1, 8, 1, 1]), dtype=np.int64)], name="bias")
-    h = b.op("Relu", [b.op("Add", [b.conv("x", 8, 8, name="c"), bias], name="addbias")], name="r")
-    y = b.op("Relu", [b.op("Add", [b.conv(h, 8, 8, name="c2"), h], name="join")], name="out")
-    model = b.model([tensor("x", ["N", 8, 16, 16])], [tensor(y, None)])
-    onnx.save_model(model, tmp_path / "big.onnx", save_as_external_data=True, location="big.data")
-    del model, table
+    b.inits.append(table)
+    picked = b.op("Gather", ["table", b.const(np.arange(8), dtype=np.int64)], name="pick")
+    bias = b.op("Reshape", [picked, b.const(np.array([1, 8, 1, 1]), dtype=np.int64)], name="bias")
+    h = b.op("Relu", [b.op("Add", [b.conv("x", 8, 8, name="conv_a"), bias], name="addbias")], name="r")
+    y = b.op("Relu", [b.op("Add", [b.conv(h, 8, 8, name="conv_b"), h], name="join")], name="out")
+    onnx.save(b.model([tensor("x", ["N", 8, 16, 16])], [tensor(y, None)]), tmp_path / "big.onnx")
     report = so.apply_file(tmp_path / "big.onnx", tmp_path / "out.onnx")
     assert report.verified and report.max_abs_diff == 0.0 and len(report.inserted) == 1
     assert (tmp_path / "out.onnx.data").stat().st_size > 2**31
+    assert (tmp_path / "big.data").stat().st_size == 4 * count

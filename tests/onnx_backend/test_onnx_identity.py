@@ -12,22 +12,10 @@ import torch
 import seinject.onnx as so
 from seinject.blocks.se import SqueezeExcite
 from seinject.config import SEConfig
-from tests.onnx_backend.graphs import residual_net
-from tests.onnx_backend.test_onnx_sites import EXPECTED, RULES
+from tests.onnx_backend.expected import EXPECTED, RULES
+from tests.onnx_backend.graphs import max_diff, residual_net, run
 
 TOL = 1e-6
-
-
-def run(model, x: np.ndarray, level=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC) -> list[np.ndarray]:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = level
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})
-
-
-def max_diff(a, b, x) -> float:
-    return max(float(np.abs(p - q).max()) for p, q in zip(run(a, x), run(b, x)))
 
 
 def _input(name: str, batch: int = 2) -> np.ndarray:

@@ -8,10 +8,10 @@ import pytest
 from onnx import helper
 
 import seinject.onnx as so
+from seinject.errors import SEInjectWarning
 from seinject.onnx.names import Scope, readable_names, scope_of
 from seinject.onnx.view import build_view
-from tests.onnx_backend.graphs import Builder, residual_net, tensor, text_model
-from tests.onnx_backend.test_onnx_identity import max_diff
+from tests.onnx_backend.graphs import Builder, max_diff, residual_net, tensor, text_model
 
 
 def kinds(model) -> dict[str, tuple[str, dict]]:
@@ -133,7 +133,18 @@ def test_value_read_inside_a_subgraph_is_skipped():
     cond = b.const(np.array(True), "cond", dtype=np.bool_)
     b.nodes.append(helper.make_node("If", [cond], ["y"], name="if", then_branch=then, else_branch=other))
     model = b.model([tensor("x", ["N", 4, 8, 8])], [tensor("y", None)])
-    new, report = so.apply(model, "conv_block", return_report=True)
+    with pytest.warns(SEInjectWarning, match="inserted no SE block"):
+        new, report = so.apply(model, "conv_block", return_report=True)
     assert not report.inserted
     assert [(s.name, s.reason) for s in report.skipped] == [
         ("r", "the value is read inside a control-flow subgraph (If/Loop/Scan)")]
+
+
+def test_blocks_recognised_by_name_when_metadata_is_dropped():
+    """onnx-graphsurgeon drops node metadata; the block names still identify the inserted nodes."""
+    gs = pytest.importorskip("onnx_graphsurgeon")
+    graph = so.apply(gs.import_onnx(residual_net()), "after_residual")
+    model = gs.export_onnx(graph)
+    assert not any(len(n.metadata_props) for n in model.graph.node)
+    plan = so.plan(model, "after_residual")
+    assert len(plan) == 0 and {s.reason for s in plan.skipped} == {"already has SE"}
