@@ -259,3 +259,11 @@ def test_remove_warns_when_a_block_was_trained_away_from_identity():
         new.layer1[0].se.fc2.bias.fill_(0.1)
     with pytest.warns(seinject.SEInjectWarning, match="no longer at identity"):
         seinject.remove(new)
+
+
+def test_se_blocks_take_the_dtype_of_their_site():
+    model, x = build("resnet_tiny")
+    model = model.double()
+    new = seinject.apply(model, rule="residual_branch")
+    assert all(p.dtype == torch.float64 for p in new.layer1[0].se.parameters())
+    assert max_diff(model, new, x.double(), training=False) == 0.0

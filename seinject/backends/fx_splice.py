@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -124,7 +125,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
                             "train and eval mode at this site")
     device, dtype = _placement(module)
     for attr, edit in zip(names, edits):
-        block = SqueezeExcite(edit.site.channels, config).to(device=device, dtype=dtype)
+        block = SqueezeExcite(edit.site.channels, config, device=device, dtype=dtype)
         module.add_module(attr, block)
     for graph in graphs:
         by_name = {n.name: n for n in graph.nodes}
@@ -132,8 +133,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
             users = None if edit.users is None else [by_name[u.name] for u in edit.users]
             _insert_call(graph, module, by_name[edit.value.name], users, attr)
         graph.lint()
-    forwards = [_compile(graph, type(module).__name__) for graph in graphs]
-    _install(module, forwards, names)
+    _install(module, graphs, names)
     return list(zip(names, edits))
 
 
@@ -235,21 +235,31 @@ def _insert_call(graph: fx.Graph, owner: nn.Module, value: fx.Node, users: list[
                     later.replace_input_with(value, call)
 
 
-def _compile(graph: fx.Graph, owner: str):
-    code = graph.python_code(root_module="self")
+# Rewritten classes, shared by every instance whose forward compiles to the same code
+# (the 16 bottlenecks of a ResNet-50 that get the same edit share one class).
+_CLASSES: "weakref.WeakValueDictionary[tuple, type]" = weakref.WeakValueDictionary()
+
+
+def _compile(code, owner: str):
     namespace = dict(code.globals)
     exec(compile(code.src, f"<seinject forward of {owner}>", "exec"), namespace)
     return namespace["forward"]
 
 
-def _install(module: nn.Module, forwards: list, names: list[str]) -> None:
+def _install(module: nn.Module, graphs: list[fx.Graph], names: list[str]) -> None:
     original = module.__dict__.get(ORIGINAL_CLASS, type(module))
-    forward = forwards[0] if len(forwards) == 1 else _dispatch(forwards, module.training)
-    body = {"forward": forward, "__module__": original.__module__}
-    if issubclass(original, (nn.Sequential, nn.ModuleList)):
-        body.update(_HIDE_SE)
-    new_class = type(original.__name__, (original,), body)
-    new_class.__qualname__ = original.__qualname__
+    codes = [graph.python_code(root_module="self") for graph in graphs]
+    key = (original, tuple(code.src for code in codes), module.training if len(codes) > 1 else None)
+    new_class = _CLASSES.get(key)
+    if new_class is None:
+        forwards = [_compile(code, original.__name__) for code in codes]
+        forward = forwards[0] if len(forwards) == 1 else _dispatch(forwards, module.training)
+        body = {"forward": forward, "__module__": original.__module__}
+        if issubclass(original, (nn.Sequential, nn.ModuleList)):
+            body.update(_HIDE_SE)
+        new_class = type(original.__name__, (original,), body)
+        new_class.__qualname__ = original.__qualname__
+        _CLASSES[key] = new_class
     module.__class__ = new_class
     module.__dict__[ORIGINAL_CLASS] = original
     module.__dict__[SE_NAMES] = list(module.__dict__.get(SE_NAMES, [])) + names

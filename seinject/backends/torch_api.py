@@ -9,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import logging
 import warnings
 from typing import Any
@@ -46,8 +48,9 @@ def plan(model: nn.Module, rule: "str | Rule" = "after_residual", *, example_inp
     """
     _check_model(model)
     resolved = resolve_rule(rule, overrides)
-    traced = trace_model(model, example_inputs)
-    found = match(resolved, traced.view)
+    with _gc_paused():
+        traced = trace_model(model, example_inputs)
+        found = match(resolved, traced.view)
     return Plan(resolved.name, found.sites, found.skipped, traced.left_out, found.matched,
                 _count(model))
 
@@ -65,11 +68,12 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     """
     _check_model(model)
     resolved = resolve_rule(rule, overrides)
-    target = model if inplace else copy.deepcopy(model)
-    traced = trace_model(target, example_inputs)
-    found = match(resolved, traced.view)
-    params_before = _count(target)
-    done = splice(traced, found.sites, resolved.se)
+    with _gc_paused():
+        target = model if inplace else copy.deepcopy(model)
+        traced = trace_model(target, example_inputs)
+        found = match(resolved, traced.view)
+        params_before = _count(target)
+        done = splice(traced, found.sites, resolved.se)
     report = ApplyReport(resolved.name, found.sites, found.skipped + done.skipped, traced.left_out,
                          found.matched, _count(target), inserted=done.inserted)
     target.__dict__["_seinject_report"] = report
@@ -110,6 +114,22 @@ def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     restore(target)
     target.__dict__.pop("_seinject_report", None)
     return target
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while a rewrite allocates many small objects.
+
+    Its full collections scan every live object (the whole model included), which made
+    rewrite time grow faster than the model; cycles are collected once it is back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _count(model: nn.Module) -> int:

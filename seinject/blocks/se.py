@@ -42,7 +42,8 @@ class SqueezeExcite(nn.Module):
         2
     """
 
-    def __init__(self, channels: int, config: SEConfig | None = None):
+    def __init__(self, channels: int, config: SEConfig | None = None, *,
+                 device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         config = config or SEConfig()
         self.channels = channels
@@ -50,9 +51,9 @@ class SqueezeExcite(nn.Module):
         self.gate_name = config.gate
         self.init_mode = config.init
         self.gain = 2.0 if config.init == "identity" else 1.0
-        self.fc1 = nn.Linear(channels, self.hidden)
+        self.fc1 = nn.Linear(channels, self.hidden, device=device, dtype=dtype)
         self.act = _ACTIVATIONS[config.act]()
-        self.fc2 = nn.Linear(self.hidden, channels)
+        self.fc2 = nn.Linear(self.hidden, channels, device=device, dtype=dtype)
         if config.init == "identity":
             with torch.no_grad():
                 self.fc1.weight.abs_()
