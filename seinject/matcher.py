@@ -161,14 +161,19 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
         already = _all_se(view, _readers(view, node))
     elif position in ("branch_end", "shortcut"):
         node, consumers = data["branch" if position == "branch_end" else "shortcut"], (target,)
-        label, already = view.node(node)["name"], _writer(view, node) == "se"
+        writer = _writer(view, node)
+        already = view.node(writer)["kind"] == "se"
+        label = view.node(view.inputs(writer)[0] if already and view.inputs(writer) else node)["name"]
     else:  # branch_start
         node = data["split"]
         entry = [u for u in view.consumers(node) if u in data["branch_nodes"]]
         if not entry:
             return Skip(data["name"], "residual branch has no entry op")
-        consumers, label = tuple(entry), view.node(entry[0])["name"]
-        already = _all_se(view, [r for e in entry for r in _past_noops(view, e)])
+        consumers = tuple(entry)
+        firsts = [r for e in entry for r in _past_noops(view, e)]
+        already = _all_se(view, firsts)
+        shown = _readers(view, firsts[0]) if already else firsts
+        label = view.node(shown[0] if shown else entry[0])["name"]
     if already:
         return Skip(label, "already has SE")
     channels = view.node(node)["channels"] if view.is_feature_map(node) else None
@@ -195,10 +200,10 @@ def _readers(view: GraphView, node: str) -> list[str]:
 
 
 def _writer(view: GraphView, node: str) -> str:
-    """Kind of the op that produced node's value, looking back through inference no-ops."""
+    """The op that produced node's value, looking back through inference no-ops."""
     while view.node(node)["kind"] in _NOOPS and view.inputs(node):
         node = view.inputs(node)[0]
-    return view.node(node)["kind"]
+    return node
 
 
 def _all_se(view: GraphView, nodes: list[str]) -> bool:

@@ -64,7 +64,9 @@ def test_apply_is_idempotent_and_remove_restores_the_original(fixture, rule):
     with pytest.warns(seinject.SEInjectWarning, match="inserted no SE block"):
         twice = seinject.apply(once, rule=rule)
     assert set(twice.state_dict()) == set(once.state_dict())
-    assert all(s.reason == "already has SE" for s in seinject.report(twice).skipped)
+    skipped = seinject.report(twice).skipped
+    assert all(s.reason == "already has SE" for s in skipped)
+    assert [s.name for s in skipped] == EXPECTED[(fixture, rule)]  # named by site, as in the plan
     restored = seinject.remove(twice)
     assert list(restored.state_dict()) == list(model.state_dict())
     assert type(restored) is type(model) and not se_blocks(restored)
