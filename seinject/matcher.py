@@ -178,7 +178,9 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
         return Skip(label, "already has SE")
     channels = view.node(node)["channels"] if view.is_feature_map(node) else None
     if channels is None:
-        return Skip(label, "channel count unknown (not an N×C×… feature map, or pass example_inputs)")
+        return Skip(label, "channel count unknown: the value is not seen as an N×C×… feature map (it "
+                    "comes through a reshape or an untraced op; example_inputs= gives the shapes at "
+                    "module boundaries)")
     site = Site(name=label, rule=rule.name, position=position, node=node, consumers=consumers,
                 channels=channels, hidden=se.hidden_channels(channels),
                 params=se.added_parameters(channels), stage=0)

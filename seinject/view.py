@@ -60,6 +60,17 @@ def _permuted(layout: str | None, channels: int | None, perm: tuple[int, ...]):
     return OTHER, None
 
 
+def _chunk_part(graph: nx.DiGraph, source: dict):
+    """Layout of one part of x.chunk(n, dim=1) (ShuffleNet's channel split), else unknown."""
+    attrs = source["attrs"]
+    if attrs.get("fn") != "chunk" or attrs.get("dim") != 1 or not attrs.get("chunks") or not source["inputs"]:
+        return None, None
+    whole = graph.nodes[source["inputs"][0]]
+    if whole["layout"] != NC or whole["channels"] is None or whole["channels"] % attrs["chunks"]:
+        return None, None
+    return NC, whole["channels"] // attrs["chunks"]
+
+
 class GraphView:
     """The op graph plus derived facts; nodes carry kind, name, attrs, channels, layout, depth.
 
@@ -147,6 +158,8 @@ class GraphView:
             layout, channels = CL, attrs.get("out_features")
         elif kind in ("linear", "reshape", "concat", "shape"):
             layout = OTHER
+        if kind == "other" and attrs.get("fn") == "getitem" and first is not None:
+            layout, channels = _chunk_part(self.graph, first)
         shape = data["shape"]
         if shape is not None and layout is None and kind in ("input", "other"):
             # a recorded shape names the channels of inputs and opaque ops fed by feature maps

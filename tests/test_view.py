@@ -73,3 +73,12 @@ def test_depth_counts_downsampling_and_depthwise_is_recognised():
     view = GraphView(ops)
     assert [view.node(n)["depth"] for n in ("x", "c1", "dw", "p")] == [0, 1, 1, 2]
     assert view.node("dw")["depthwise"] and not view.node("c1")["grouped"]
+
+
+def test_a_channel_chunk_keeps_channel_counts():
+    """ShuffleNetV2: x1, x2 = x.chunk(2, dim=1); cat((x1, branch(x2)), 1)"""
+    ops = [X, op("ch", "other", "x", fn="chunk", chunks=2, dim=1),
+           op("x1", "other", "ch", fn="getitem", index=0), op("x2", "other", "ch", fn="getitem", index=1),
+           conv("c", "x2", out=4, inp=4), op("cat", "concat", "x1", "c", channel_concat=True)]
+    view = GraphView(ops)
+    assert view.node("x1")["channels"] == 4 and view.node("cat")["channels"] == 8

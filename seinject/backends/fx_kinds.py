@@ -126,6 +126,7 @@ _FUNCTIONS: dict[Any, tuple[str, str | None]] = {
     F.dropout3d: ("dropout", None),
     torch.flatten: ("reshape", None), torch.reshape: ("reshape", None), torch.permute: ("reshape", None),
     torch.transpose: ("reshape", None), F.linear: ("linear", None), getattr: ("shape", None),
+    torch.chunk: ("other", "chunk"), operator.getitem: ("other", "getitem"),
 }
 if hasattr(torch, "concatenate"):
     _FUNCTIONS[torch.concatenate] = ("concat", None)
@@ -139,7 +140,7 @@ _METHODS: dict[str, tuple[str, str | None]] = {
     "permute": ("reshape", None), "transpose": ("reshape", None), "squeeze": ("reshape", None),
     "unsqueeze": ("reshape", None), "mean": ("other", None),
     "contiguous": ("identity", None), "clone": ("identity", None),
-    "size": ("shape", None), "dim": ("shape", None),
+    "size": ("shape", None), "dim": ("shape", None), "chunk": ("other", "chunk"),
 }
 
 
@@ -164,6 +165,12 @@ def classify_call(op: str, target: Any, args: tuple, kwargs: dict) -> tuple[str,
         stride = kwargs.get("stride", args[2] if len(args) > 2 else None) or kernel
         if isinstance(stride, (int, tuple, list)):
             attrs["stride"] = _tuple(stride)
+    elif fn == "chunk":
+        chunks = kwargs.get("chunks", args[1] if len(args) > 1 else None)
+        dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
+        attrs.update(chunks=chunks if isinstance(chunks, int) else None, dim=dim)
+    elif fn == "getitem" and len(args) > 1 and isinstance(args[1], int):
+        attrs["index"] = args[1]
     elif kind == "reshape" and (target in ("permute",) or target is torch.permute):
         dims = args[1:] if len(args) > 1 and not isinstance(args[1], (tuple, list)) else (
             args[1] if len(args) > 1 else kwargs.get("dims"))
