@@ -10,6 +10,8 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && .venv/bin/python -c "im
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip --quiet --disable-pip-version-check"
+# this machine's pip config lists index folders that may be absent: hide only that warning
+exec 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
 # torch first, alone: the pinned CPU build (a range would pull CUDA wheels).
 $PIP install -c constraints.txt "torch==2.13.0"
 $PIP install -c constraints.txt hatchling editables
