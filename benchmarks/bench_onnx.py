@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python benchmarks/bench_onnx.py [--repeats 5] [--json]
 
-Targets (issue "ONNX backend and the seinject command line"):
+Targets:
 - ResNet-50 ONNX file (torch.onnx.export of tests.models.resnet50): load, match, splice
   and save in under 2 s without verification;
 - a synthetic 50,000-node graph rewrites in under 15x the time of a 5,000-node one.

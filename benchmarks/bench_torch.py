@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_torch.py [--repeat 5]
 
-Targets (issue): apply on ResNet-50 (trace, match, splice; no verification) < 1 s on
+Targets: apply on ResNet-50 (trace, match, splice; no verification) < 1 s on
 2 cores, plan faster; a 1,000-block residual net rewrites in < 20x the time of 50 blocks.
 Reports the best of --repeat runs (timeit's convention: the least disturbed run).
 Wall time on a shared 2-core VM swings by +-25 % between identical runs; `--instructions`
