@@ -35,23 +35,33 @@ def macs_line(macs: list, sites: list) -> str:
                    if unknown else "")
 
 
+class _WithMacs:
+    """MACs per site (a `macs` list parallel to the sites) for plans and reports."""
+
+    macs: list
+
+    @property
+    def added_macs(self) -> int:
+        """MACs per sample the blocks add (sites whose spatial size is known)."""
+        return sum(m for m in self.macs if m)
+
+    def _with_macs(self, data: dict) -> dict:
+        for site, macs in zip(data["sites"], self.macs):
+            site["macs"] = macs
+        data["added_macs"] = self.added_macs
+        return data
+
+
 @dataclass
-class OnnxPlan(Plan):
+class OnnxPlan(_WithMacs, Plan):
     """A Plan whose sites also carry MACs per sample (None where the spatial size is symbolic)."""
 
     macs: list = field(default_factory=list)
     model: str | None = None
 
-    @property
-    def added_macs(self) -> int:
-        """MACs per sample the planned blocks add (known sites only)."""
-        return sum(m for m in self.macs if m)
-
     def to_dict(self) -> dict:
-        data = super().to_dict()
-        for site, macs in zip(data["sites"], self.macs):
-            site["macs"] = macs
-        data.update(added_macs=self.added_macs, model=self.model)
+        data = self._with_macs(super().to_dict())
+        data["model"] = self.model
         return data
 
     def rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
@@ -73,7 +83,7 @@ class OnnxPlan(Plan):
 
 
 @dataclass
-class OnnxReport(ApplyReport):
+class OnnxReport(_WithMacs, ApplyReport):
     """An ApplyReport for an ONNX model: MACs per block, verification result, output path, timings."""
 
     macs: list = field(default_factory=list)
@@ -86,16 +96,9 @@ class OnnxReport(ApplyReport):
     init: str = "identity"
     input_shapes: dict | None = None
 
-    @property
-    def added_macs(self) -> int:
-        """MACs per sample of the inserted blocks (known sites only)."""
-        return sum(m for m in self.macs if m)
-
     def to_dict(self) -> dict:
-        data = super().to_dict()
-        for site, macs in zip(data["sites"], self.macs):
-            site["macs"] = macs
-        data.update(added_macs=self.added_macs, max_abs_diff=self.max_abs_diff, verified=self.verified,
+        data = self._with_macs(super().to_dict())
+        data.update(max_abs_diff=self.max_abs_diff, verified=self.verified,
                     verify_note=self.verify_note, input=self.input, output=self.output, init=self.init,
                     input_shapes={k: list(v) for k, v in (self.input_shapes or {}).items()},
                     seconds={k: round(v, 4) for k, v in self.seconds.items()})
