@@ -94,15 +94,15 @@ def _match_chain(pattern: tuple[OpSpec, ...], view: GraphView, start: str) -> li
     return bound
 
 
-_SEE_THROUGH = frozenset({"se", "dropout", "identity"})
+# Inference no-ops (dropout, identity: timm's norm-act modules have one) are looked through
+# everywhere; chains also look through SE blocks, so a changed block still matches.
+_NOOPS = frozenset({"dropout", "identity"})
+_SEE_THROUGH = _NOOPS | {"se"}
 
 
 def _next_ops(view: GraphView, node: str) -> list[str]:
     """Consumers of node, looking through SE blocks and inference no-ops."""
-    out = []
-    for user in view.consumers(node):
-        out.extend(_next_ops(view, user) if view.node(user)["kind"] in _SEE_THROUGH else [user])
-    return out
+    return _readers(view, node, _SEE_THROUGH)
 
 
 def _single_use(view: GraphView, node: str) -> bool:
@@ -188,17 +188,17 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
     return site, anchor_depth
 
 
-_NOOPS = ("dropout", "identity")
-
-
 def _past_noops(view: GraphView, node: str) -> list[str]:
     """[node], or, when node is an inference no-op, the first real ops reading it."""
     return _readers(view, node) if view.node(node)["kind"] in _NOOPS else [node]
 
 
-def _readers(view: GraphView, node: str) -> list[str]:
-    """Consumers of node, looking through inference no-ops (not through SE)."""
-    return [r for user in view.consumers(node) for r in _past_noops(view, user)]
+def _readers(view: GraphView, node: str, through: frozenset = _NOOPS) -> list[str]:
+    """Consumers of node, looking through ops whose kind is in `through`."""
+    out = []
+    for user in view.consumers(node):
+        out.extend(_readers(view, user, through) if view.node(user)["kind"] in through else [user])
+    return out
 
 
 def _writer(view: GraphView, node: str) -> str:
