@@ -26,7 +26,7 @@ from .kinds import NOT_DATA, PASS_THROUGH
 
 NC = "nc"          # N x C x spatial...: a feature map SE can scale
 CL = "cl"          # N x spatial... x C: channels last (after a permute), not scaled
-OTHER = "other"    # any other layout (vectors, channels-last, flattened)
+OTHER = "other"    # any other layout (vectors, flattened, arbitrary permutes)
 MAX_JOIN_SEARCH = 20000
 
 

@@ -7,8 +7,9 @@ With init="identity" fc2 starts at zero and gain is 2, so the gate is 2·sigmoid
 (likewise 2·hard_sigmoid(0) = 1): the block returns its input exactly and fc2 still
 receives gradient. fc1 starts with non-negative weights (|default init|) and bias 1, so
 its ReLUs are active for the usual squeezed inputs (means of post-ReLU maps are >= 0,
-of post-norm maps near 0): a unit dead at init would never receive gradient. With init="random" gain is 1 and both layers keep torch's default
-init: the block of the SENet paper (timm's SEModule with rd_divisor=8).
+of post-norm maps near 0): a unit dead at init would never receive gradient.
+With init="random" gain is 1 and both layers keep torch's default init: the block of
+the SENet paper (timm's SEModule with rd_divisor=8).
 """
 
 from __future__ import annotations
