@@ -23,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import inspect
+import itertools
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -69,9 +71,10 @@ def splice(traced: TracedModel, sites: list[Site], config: SEConfig) -> SpliceRe
             result.skipped.append(edit)
         else:
             edits.setdefault(edit[0], []).append(edit[1])
+    done: dict[tuple, type] = {}  # (trace, edits) -> class made for it, for modules built alike
     for owner, owner_edits in edits.items():
         lg = traced.graphs[owner]
-        outcome = _rewrite_module(lg, owner_edits, config)
+        outcome = _rewrite_module(lg, owner_edits, config, done)
         if isinstance(outcome, Skip):
             result.skipped.extend(Skip(e.site.name, outcome.reason) for e in owner_edits)
             continue
@@ -109,9 +112,18 @@ def _locate(traced: TracedModel, site: Site):
     return owner, _Edit(site, value, users)
 
 
-def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
+def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: dict[tuple, type]):
     module = lg.module
     names = _se_names(module, edits)
+    signature = None
+    if lg.shared:  # modules that share a trace and get the same edit share the new class
+        signature = (id(lg.graph), type(module), module.training, tuple(
+            (attr, e.value.name, None if e.users is None else tuple(u.name for u in e.users))
+            for attr, e in zip(names, edits)))
+        if signature in done:
+            _add_blocks(module, names, edits, config)
+            _adopt(module, done[signature], names)
+            return list(zip(names, edits))
     other = _other_mode_graph(lg)
     if isinstance(other, Skip):
         return other
@@ -123,10 +135,9 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
             if any(n.name not in by_name for n in needed):
                 return Skip(edit.site.name, f"forward of {lg.path or '<root>'!r} differs between "
                             "train and eval mode at this site")
-    device, dtype = _placement(module)
-    for attr, edit in zip(names, edits):
-        block = SqueezeExcite(edit.site.channels, config, device=device, dtype=dtype)
-        module.add_module(attr, block)
+    if lg.shared:  # other modules read this graph: edit a copy
+        graphs[0] = copy.deepcopy(lg.graph)
+    _add_blocks(module, names, edits, config)
     for graph in graphs:
         by_name = {n.name: n for n in graph.nodes}
         for attr, edit in zip(names, edits):
@@ -134,7 +145,15 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
             _insert_call(graph, module, by_name[edit.value.name], users, attr)
         graph.lint()
     _install(module, graphs, names)
+    if signature is not None:
+        done[signature] = type(module)
     return list(zip(names, edits))
+
+
+def _add_blocks(module: nn.Module, names: list[str], edits: list[_Edit], config: SEConfig) -> None:
+    device, dtype = _placement(module)
+    for attr, edit in zip(names, edits):
+        module.add_module(attr, SqueezeExcite(edit.site.channels, config, device=device, dtype=dtype))
 
 
 def _other_mode_graph(lg: LocalGraph):
@@ -195,7 +214,7 @@ def _se_names(module: nn.Module, edits: list[_Edit]) -> list[str]:
 
 
 def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for tensor in list(module.parameters()) + list(module.buffers()):
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
         if tensor.is_floating_point():
             return tensor.device, tensor.dtype
     return torch.device("cpu"), torch.get_default_dtype()
@@ -260,6 +279,12 @@ def _install(module: nn.Module, graphs: list[fx.Graph], names: list[str]) -> Non
         new_class = type(original.__name__, (original,), body)
         new_class.__qualname__ = original.__qualname__
         _CLASSES[key] = new_class
+    _adopt(module, new_class, names)
+
+
+def _adopt(module: nn.Module, new_class: type, names: list[str]) -> None:
+    """Give the module its rewritten class, remembering the original and the SE names."""
+    original = module.__dict__.get(ORIGINAL_CLASS, type(module))
     module.__class__ = new_class
     module.__dict__[ORIGINAL_CLASS] = original
     module.__dict__[SE_NAMES] = list(module.__dict__.get(SE_NAMES, [])) + names

@@ -28,6 +28,7 @@ from torch import nn
 from ..site import Skip
 from ..view import GraphView, RawOp
 from .fx_kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
+from .fx_structure import StructureKeys
 
 
 @dataclass
@@ -39,6 +40,7 @@ class LocalGraph:
     graph: fx.Graph | None
     error: str | None = None
     calls: int = 0
+    shared: bool = False  # the graph came from (or went into) the trace cache: copy before editing
 
 
 @dataclass
@@ -104,12 +106,49 @@ class _Builder:
         self.left_out: list[Skip] = []
         self.name_uses: dict[str, int] = {}
         self.islanded: set[str] = set()
+        self.keys = StructureKeys()
+        self.traces: dict[int, LocalGraph] = {}  # structural key -> first trace with that key
+        self.shared: set[int] | None = None  # ids of modules reachable by more than one path
 
     # -- module level ---------------------------------------------------------------------
     def local(self, path: str, module: nn.Module) -> LocalGraph:
         if path not in self.graphs:
-            self.graphs[path] = trace_module(module, path)
+            self.graphs[path] = self.trace(path, module)
         return self.graphs[path]
+
+    def trace(self, path: str, module: nn.Module) -> LocalGraph:
+        """Trace a module, or reuse the trace of an earlier module built the same way."""
+        key = self.keys.key(module)
+        first = self.traces.get(key) if key is not None else None
+        if first is not None:
+            first.shared = True
+            return LocalGraph(path, module, first.graph, first.error, shared=True)
+        graph = self.sequential_graph(module)
+        lg = LocalGraph(path, module, graph) if graph is not None else trace_module(module, path)
+        if key is not None and _reusable(lg):
+            self.traces[key] = lg
+        return lg
+
+    def sequential_graph(self, module: nn.Module) -> fx.Graph | None:
+        """The graph fx would trace for a plain nn.Sequential, built without tracing.
+
+        Sequential.forward calls its children in order; building that graph directly
+        skips the tracer's walks over the whole subtree. Children that also live at
+        another path (fx would name them by their first path) go through the tracer.
+        """
+        if type(module).forward is not nn.Sequential.forward:
+            return None
+        children = module._modules
+        if self.shared is None:
+            self.shared = _shared_modules(self.root)
+        if any(child is None or id(child) in self.shared for child in children.values()):
+            return None
+        graph = fx.Graph()
+        value = graph.placeholder("input")
+        for name in children:
+            value = graph.call_module(name, (value,))
+        graph.output(value)
+        return graph
 
     def expand_root(self, path: str, module: nn.Module) -> None:
         lg = self.local(path, module)
@@ -234,6 +273,38 @@ _INPLACE_FUNCTIONS = {operator.iadd, operator.imul, torch.relu_, torch.nn.functi
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def _shared_modules(root: nn.Module) -> set[int]:
+    """Ids of the modules that sit at more than one path below root (one walk, no repeats)."""
+    seen, shared, stack = {id(root)}, set(), [root]
+    while stack:
+        for child in stack.pop()._modules.values():
+            if child is None:
+                continue
+            if id(child) in seen:
+                shared.add(id(child))
+            else:
+                seen.add(id(child))
+                stack.append(child)
+    return shared
+
+
+def _reusable(lg: LocalGraph) -> bool:
+    """Whether a trace fits every module with the same structure: its get_attr nodes
+    name registered parameters and buffers, not constants fx attached to this module."""
+    if lg.graph is None:
+        return True
+    for node in lg.graph.nodes:
+        if node.op == "get_attr":
+            prefix, _, leaf = str(node.target).rpartition(".")
+            try:
+                owner = lg.module.get_submodule(prefix)
+            except AttributeError:
+                return False
+            if leaf not in owner._parameters and leaf not in owner._buffers:
+                return False
+    return True
 
 
 def _fetch(module: nn.Module, target: str) -> Any:
