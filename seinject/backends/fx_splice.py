@@ -6,7 +6,8 @@ is swapped for a subclass of its own class whose forward is that code. Everythin
 else about the module stays: its class (isinstance), methods, attributes, children,
 state_dict keys. When the module's forward differs between train and eval mode (an
 `if self.training:` in user code), both modes are traced and edited, and the new
-forward dispatches on `self.training`. `restore` undoes all of it.
+forward dispatches on `self.training`. Modules that share a trace and get the same
+edit share the rewritten class, each with its own SE child. `restore` undoes all of it.
 
 Example:
     >>> import torch, torch.nn as nn

@@ -8,6 +8,10 @@ parent's call) into one view, so a residual join written as `x + self.block(x)` 
 parent is seen whole. A module whose forward cannot be traced is kept as an opaque op,
 its own children are traced as separate islands, and the reason is reported.
 
+Modules built alike (same structural key, see fx_structure) share one trace, and a plain
+nn.Sequential gets the graph of its forward without tracing: on a network of repeated
+blocks each kind of block is traced once.
+
 Example:
     >>> import torch.nn as nn
     >>> traced = trace_model(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
