@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any
 
@@ -27,6 +28,7 @@ _POOL_MODULES = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
+@functools.lru_cache(maxsize=None)
 def _snake(name: str) -> str:
     out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
     return {"re_l_u": "relu", "re_l_u6": "relu6", "si_l_u": "silu", "g_e_l_u": "gelu",

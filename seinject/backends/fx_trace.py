@@ -113,6 +113,7 @@ class _Builder:
         self.keys = StructureKeys()
         self.traces: dict[int, LocalGraph] = {}  # structural key -> first trace with that key
         self.shared: set[int] | None = None  # ids of modules reachable by more than one path
+        self.kinds: dict[int, tuple[str, dict]] = {}  # structural key -> classify_module result
 
     # -- module level ---------------------------------------------------------------------
     def local(self, path: str, module: nn.Module) -> LocalGraph:
@@ -178,6 +179,7 @@ class _Builder:
         env: dict[fx.Node, Any] = {}
         shapes = iter(self.shapes.get(lg.path, {}).get("in", []))
         for node in lg.graph.nodes:
+            inplace = False
             if node.op == "placeholder":
                 if bound is None:
                     name = _join(lg.path, node.name) if lg.path else node.name
@@ -189,24 +191,37 @@ class _Builder:
             elif node.op == "output":
                 return _value(node.args[0], env)
             elif node.op == "call_module":
-                env[node] = self.call_module(node, lg, env)
+                sub = lg.module.get_submodule(node.target)
+                env[node] = self.call_module(node, sub, lg, env)
+                inplace = getattr(sub, "inplace", False) is True
             else:
                 env[node] = self.call_function(node, lg, env)
-            if is_inplace(node, lg.module) and isinstance(node.args[0], fx.Node):
+                inplace = is_inplace(node, lg.module)
+            if inplace and isinstance(node.args[0], fx.Node):
                 env[node.args[0]] = env[node]  # later reads of the mutated value see this op
         return None
 
-    def call_module(self, node: fx.Node, lg: LocalGraph, env: dict) -> Any:
-        sub = lg.module.get_submodule(node.target)
+    def call_module(self, node: fx.Node, sub: nn.Module, lg: LocalGraph, env: dict) -> Any:
         path = _join(lg.path, node.target)
-        if not is_structural_leaf(sub):
+        leaf = is_structural_leaf(sub)
+        if not leaf:
             child = self.local(path, sub)
             if child.graph is not None:
                 return self.expand(child, _bind(child.graph, node, env))
             self.leave_out(child)
-        kind, attrs = classify_module(sub) if is_structural_leaf(sub) else ("other", {"opaque": True})
+        kind, attrs = self.classify(sub) if leaf else ("other", {"opaque": True})
         shape = self.shapes.get(path, {}).get("out")
         return self.emit(node, lg, kind, attrs, *_inputs(node, env), self.unique(path), shape)
+
+    def classify(self, leaf: nn.Module) -> tuple[str, dict]:
+        """classify_module, once per structure: leaves built alike classify alike."""
+        key = self.keys.key(leaf)
+        if key is None:
+            return classify_module(leaf)
+        if key not in self.kinds:
+            self.kinds[key] = classify_module(leaf)
+        kind, attrs = self.kinds[key]
+        return kind, dict(attrs)
 
     def call_function(self, node: fx.Node, lg: LocalGraph, env: dict) -> Any:
         if node.target is operator.getitem:
