@@ -24,6 +24,8 @@ def test_outputs_are_unchanged_at_init_in_train_and_eval_mode(fixture, rule):
     assert len(se_blocks(new)) == len(EXPECTED[(fixture, rule)])
     assert max_diff(model, new, x, training=False) == 0.0
     assert max_diff(model, new, x, training=True) == 0.0
+    assert seinject.report(new).model_params == sum(p.numel() for p in new.parameters())
+    assert seinject.plan(model, rule=rule).model_params == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("fixture,rule", CASES)
@@ -269,3 +271,16 @@ def test_se_blocks_take_the_dtype_of_their_site():
     new = seinject.apply(model, rule="residual_branch")
     assert all(p.dtype == torch.float64 for p in new.layer1[0].se.parameters())
     assert max_diff(model, new, x.double(), training=False) == 0.0
+
+
+def test_parameter_counts_count_shared_modules_and_tied_weights_once():
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), conv, torch.nn.ReLU(), conv)
+    head = torch.nn.Linear(8, 8)
+    net.append(torch.nn.Flatten()).append(head)
+    net.tail = torch.nn.Linear(8, 8)
+    net.tail.weight = head.weight  # tied
+    expected = sum(p.numel() for p in net.parameters())
+    assert seinject.plan(net, rule="conv_block").model_params == expected
+    new = apply_quiet(net, "conv_block")
+    assert seinject.report(new).model_params == sum(p.numel() for p in new.parameters())

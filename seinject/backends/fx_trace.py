@@ -66,6 +66,7 @@ class TracedModel:
     view: GraphView
     graphs: dict[str, LocalGraph]
     left_out: list[Skip] = field(default_factory=list)
+    param_count: int = 0  # elements in the model's parameters (each shared tensor once)
 
 
 class _ShallowTracer(fx.Tracer):
@@ -112,7 +113,8 @@ class _Builder:
         self.islanded: set[str] = set()
         self.keys = StructureKeys()
         self.traces: dict[int, LocalGraph] = {}  # structural key -> first trace with that key
-        self.shared: set[int] | None = None  # ids of modules reachable by more than one path
+        # ids of modules reachable by more than one path, and the model's parameter count
+        self.shared, self.param_count = _walk(root)
         self.kinds: dict[int, tuple[str, dict]] = {}  # structural key -> classify_module result
 
     # -- module level ---------------------------------------------------------------------
@@ -144,8 +146,6 @@ class _Builder:
         if type(module).forward is not nn.Sequential.forward:
             return None
         children = module._modules
-        if self.shared is None:
-            self.shared = _shared_modules(self.root)
         if any(child is None or id(child) in self.shared for child in children.values()):
             return None
         graph = fx.Graph()
@@ -265,7 +265,8 @@ def trace_model(model: nn.Module, example_inputs: Any = None) -> TracedModel:
     """
     builder = _Builder(model, _record_shapes(model, example_inputs))
     builder.expand_root("", model)
-    return TracedModel(model, GraphView(builder.ops), builder.graphs, builder.left_out)
+    return TracedModel(model, GraphView(builder.ops), builder.graphs, builder.left_out,
+                       builder.param_count)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -294,11 +295,17 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _shared_modules(root: nn.Module) -> set[int]:
-    """Ids of the modules that sit at more than one path below root (one walk, no repeats)."""
+def _walk(root: nn.Module) -> tuple[set[int], int]:
+    """One walk over the modules: ids of those at more than one path below root, and the
+    number of parameter elements (as sum(p.numel() for p in root.parameters()) counts them)."""
     seen, shared, stack = {id(root)}, set(), [root]
+    params: dict[int, int] = {}
     while stack:
-        for child in stack.pop()._modules.values():
+        module = stack.pop()
+        for param in module._parameters.values():
+            if param is not None:
+                params[id(param)] = param.numel()
+        for child in module._modules.values():
             if child is None:
                 continue
             if id(child) in seen:
@@ -306,7 +313,7 @@ def _shared_modules(root: nn.Module) -> set[int]:
             else:
                 seen.add(id(child))
                 stack.append(child)
-    return shared
+    return shared, sum(params.values())
 
 
 def _reusable(lg: LocalGraph) -> bool:

@@ -52,7 +52,7 @@ def plan(model: nn.Module, rule: "str | Rule" = "after_residual", *, example_inp
         traced = trace_model(model, example_inputs)
         found = match(resolved, traced.view)
     return Plan(resolved.name, found.sites, found.skipped, traced.left_out, found.matched,
-                _count(model))
+                traced.param_count)
 
 
 def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: bool = False,
@@ -73,8 +73,10 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
         traced = trace_model(target, example_inputs)
         found = match(resolved, traced.view)
         done = splice(traced, found.sites, resolved.se)
+        added = sum(site.params for _, site in done.inserted)
         report = ApplyReport(resolved.name, found.sites, found.skipped + done.skipped,
-                             traced.left_out, found.matched, _count(target), inserted=done.inserted)
+                             traced.left_out, found.matched, traced.param_count + added,
+                             inserted=done.inserted)
         target.__dict__["_seinject_report"] = report
     if not done.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {type(model).__name__}: "
@@ -128,7 +130,3 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
