@@ -15,14 +15,19 @@ from seinject.backends.fx_trace import _Builder, _ShallowTracer, trace_model
 from tests.helpers import max_diff
 
 
-class FlagBlock(nn.Module):
+class _ConvBnRelu(nn.Module):
+    def __init__(self, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+
+
+class FlagBlock(_ConvBnRelu):
     """conv → bn → (+ x when self.residual) → relu: the flag changes the traced graph."""
 
     def __init__(self, channels: int, residual: bool) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU()
+        super().__init__(channels)
         self.residual = residual
 
     def forward(self, x):
@@ -32,14 +37,8 @@ class FlagBlock(nn.Module):
         return self.relu(out)
 
 
-class StrideBlock(nn.Module):
+class StrideBlock(_ConvBnRelu):
     """Adds the shortcut only when its conv keeps the size: reads a child's attribute."""
-
-    def __init__(self, channels: int, stride: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU()
 
     def forward(self, x):
         out = self.bn(self.conv(x))
@@ -48,14 +47,11 @@ class StrideBlock(nn.Module):
         return self.relu(out)
 
 
-class ScaledBlock(nn.Module):
+class ScaledBlock(_ConvBnRelu):
     """Scales its branch by a plain tensor attribute (not a buffer), which fx bakes in."""
 
     def __init__(self, channels: int, scale: float) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU()
+        super().__init__(channels)
         self.scale = torch.full((1, channels, 1, 1), scale)
 
     def forward(self, x):
