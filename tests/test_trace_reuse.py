@@ -155,3 +155,34 @@ def test_sequential_with_a_shared_child_goes_through_the_tracer():
     assert _Builder(seq, {}).sequential_graph(seq) is None
     new = seinject.apply(seq, rule="conv_block")
     assert max_diff(seq, new, torch.randn(1, 3, 12, 12), training=False) == 0.0
+
+
+class WarmupBlock(_ConvBnRelu):
+    """Adds its shortcut only once a buffer flag is set: fx evaluates the flag while tracing."""
+
+    def __init__(self, channels: int, ready: bool) -> None:
+        super().__init__(channels)
+        self.register_buffer("ready", torch.tensor(ready))
+
+    def forward(self, x):
+        out = self.bn(self.conv(x))
+        if self.ready:
+            out = out + x
+        return self.relu(out)
+
+
+def test_blocks_that_differ_by_a_small_buffer_value_are_traced_apart():
+    keys = StructureKeys()
+    assert keys.key(WarmupBlock(8, True)) != keys.key(WarmupBlock(8, False))
+    net = _net(WarmupBlock(8, True), WarmupBlock(8, False), WarmupBlock(8, True))
+    new = seinject.apply(net, rule="after_residual")
+    assert _owners(new) == ["1", "3"]
+    assert max_diff(net, new, torch.randn(2, 3, 8, 8), training=False) == 0.0
+
+
+def test_buffer_shapes_enter_the_key():
+    keys = StructureKeys()
+    a, b = nn.Module(), nn.Module()
+    a.register_buffer("table", torch.zeros(16))
+    b.register_buffer("table", torch.zeros(32))
+    assert keys.key(a) != keys.key(b)

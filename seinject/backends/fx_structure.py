@@ -3,11 +3,14 @@
 A module's forward traced with its children as leaves depends on its class and on
 what the forward can read without a tensor: its own plain attributes, its children's
 names, classes and plain attributes (`self.conv.out_channels`, `len(self.blocks)`),
-and the names of its parameters and buffers. Two modules with equal keys therefore
-trace to the same graph. Tensor values never enter the trace (fx turns them into
-get_attr nodes), so weights do not enter the key either. A module holding a plain
-(unregistered) tensor or a submodule outside `_modules` has no key: fx would bake
-that object into the graph.
+and its parameters and buffers. fx turns parameters into get_attr nodes, so only their
+names enter the key. Buffers reach traced code as real tensors: their shapes can be
+baked into the graph and Python control flow on them is evaluated, so their names,
+shapes and dtypes enter the key, and so do the values of small buffers (flags,
+counters: at most 8 elements) of modules whose forward is traced. Two modules with
+equal keys therefore trace to the same graph. A module holding a plain (unregistered)
+tensor or a submodule outside `_modules` has no key: fx would bake that object into
+the graph.
 
 Keys are small ints interned per StructureKeys instance. It holds on to every module and
 every object it compared by identity (functions, configs), so an id it has seen is never
@@ -24,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -52,7 +55,8 @@ class StructureKeys:
     Example: see the module docstring.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, traced: Callable[[nn.Module], bool] = lambda module: True) -> None:
+        self._traced = traced  # whose forward gets traced (their small buffers key by value)
         self._ids: dict[tuple, int] = {}
         self._memo: dict[int, tuple[nn.Module, int | None]] = {}
         self._pinned: list = []  # objects keyed by identity, kept alive so ids stay unique
@@ -76,10 +80,22 @@ class StructureKeys:
                           if name not in _INTERNAL)
         except _NoKey:
             return None
+        values = self._traced(module)
         full = (type(module), attrs, tuple(children),
                 tuple((k, v is None) for k, v in module._parameters.items()),
-                tuple((k, v is None) for k, v in module._buffers.items()))
+                tuple((k, _buffer_key(v, values)) for k, v in module._buffers.items()))
         return self._ids.setdefault(full, len(self._ids))
+
+
+_SMALL_BUFFER = 8
+
+
+def _buffer_key(buffer: torch.Tensor | None, with_values: bool) -> Any:
+    if buffer is None:
+        return None
+    if with_values and buffer.numel() <= _SMALL_BUFFER and not buffer.is_meta:
+        return (tuple(buffer.shape), buffer.dtype, tuple(buffer.flatten().tolist()))
+    return (tuple(buffer.shape), buffer.dtype)
 
 
 def _freeze(value: Any, pinned: list) -> Any:

@@ -111,7 +111,7 @@ class _Builder:
         self.left_out: list[Skip] = []
         self.name_uses: dict[str, int] = {}
         self.islanded: set[str] = set()
-        self.keys = StructureKeys()
+        self.keys = StructureKeys(traced=lambda module: not is_structural_leaf(module))
         self.traces: dict[int, LocalGraph] = {}  # structural key -> first trace with that key
         # ids of modules reachable by more than one path, and the model's parameter count
         self.shared, self.param_count = _walk(root)
