@@ -94,6 +94,8 @@ def main() -> None:
                      best_seconds(lambda: seinject.apply(model, rule="residual_branch"), args.repeat)))
     for name, seconds in rows:
         print(f"{name:48s} {seconds * 1000:8.1f} ms")
+    for blocks, seconds in deep.items():
+        print(f"{f'{blocks}-block rewrite, per block':48s} {seconds / blocks * 1000:8.3f} ms")
     print(f"{'1000 / 50 blocks rewrite time ratio':48s} {deep[1000] / deep[50]:8.1f} x  (linear: 20 x)")
 
 
