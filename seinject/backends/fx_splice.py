@@ -118,7 +118,8 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
     names = _se_names(module, edits)
     signature = None
     if lg.shared:  # modules that share a trace and get the same edit share the new class
-        signature = (id(lg.graph), type(module), module.training, tuple(
+        # (a shared trace implies the same structural key, so the same class and training flag)
+        signature = (id(lg.graph), tuple(
             (attr, e.value.name, None if e.users is None else tuple(u.name for u in e.users))
             for attr, e in zip(names, edits)))
         if signature in done:

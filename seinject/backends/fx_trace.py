@@ -114,7 +114,7 @@ class _Builder:
         self.keys = StructureKeys(traced=lambda module: not is_structural_leaf(module))
         self.traces: dict[int, LocalGraph] = {}  # structural key -> first trace with that key
         # ids of modules reachable by more than one path, and the model's parameter count
-        self.shared, self.param_count = _walk(root)
+        self.multi_path, self.param_count = _walk(root)
         self.kinds: dict[int, tuple[str, dict]] = {}  # structural key -> classify_module result
 
     # -- module level ---------------------------------------------------------------------
@@ -146,7 +146,7 @@ class _Builder:
         if type(module).forward is not nn.Sequential.forward:
             return None
         children = module._modules
-        if any(child is None or id(child) in self.shared for child in children.values()):
+        if any(child is None or id(child) in self.multi_path for child in children.values()):
             return None
         graph = fx.Graph()
         value = graph.placeholder("input")
@@ -193,7 +193,7 @@ class _Builder:
             elif node.op == "call_module":
                 sub = lg.module.get_submodule(node.target)
                 env[node] = self.call_module(node, sub, lg, env)
-                inplace = getattr(sub, "inplace", False) is True
+                inplace = _module_inplace(sub)
             else:
                 env[node] = self.call_function(node, lg, env)
                 inplace = is_inplace(node, lg.module)
@@ -284,8 +284,12 @@ def is_inplace(node: fx.Node, owner: nn.Module) -> bool:
     if node.op == "call_function":
         return node.kwargs.get("inplace") is True or node.target in _INPLACE_FUNCTIONS
     if node.op == "call_module":
-        return getattr(owner.get_submodule(node.target), "inplace", False) is True
+        return _module_inplace(owner.get_submodule(node.target))
     return False
+
+
+def _module_inplace(module: nn.Module) -> bool:
+    return getattr(module, "inplace", False) is True
 
 
 _INPLACE_FUNCTIONS = {operator.iadd, operator.imul, torch.relu_, torch.nn.functional.relu_}
