@@ -60,12 +60,12 @@ def _permuted(layout: str | None, channels: int | None, perm: tuple[int, ...]):
     return OTHER, None
 
 
-def _chunk_part(graph: nx.DiGraph, source: dict):
+def _chunk_part(data: dict[str, dict], source: dict):
     """Layout of one part of x.chunk(n, dim=1) (ShuffleNet's channel split), else unknown."""
     attrs = source["attrs"]
     if attrs.get("fn") != "chunk" or attrs.get("dim") != 1 or not attrs.get("chunks") or not source["inputs"]:
         return None, None
-    whole = graph.nodes[source["inputs"][0]]
+    whole = data[source["inputs"][0]]
     if whole["layout"] != NC or whole["channels"] is None or whole["channels"] % attrs["chunks"]:
         return None, None
     return NC, whole["channels"] // attrs["chunks"]
@@ -81,21 +81,26 @@ class GraphView:
 
     def __init__(self, ops: list[RawOp]):
         self.graph = nx.DiGraph()
+        self._data: dict[str, dict] = {}  # node id -> the attribute dict networkx holds for it
         self.order: list[str] = []
+        edges = []
         for op in ops:
-            self._add(op)
+            edges += self._add(op)
+        self.graph.add_nodes_from(self._data.items())
+        self.graph.add_edges_from(edges)
+        self._data = dict(self.graph.nodes(data=True))  # the attribute dicts networkx holds
         self.index = {n: i for i, n in enumerate(self.order)}
         for n in self.order:
             self._infer_layout(n)
             self._infer_depth(n)
         for n in self.order:
-            if self.graph.nodes[n]["kind"] == "add":
+            if self._data[n]["kind"] == "add":
                 self._classify_join(n)
 
     # -- access -------------------------------------------------------------------------
     def node(self, node_id: str) -> dict:
         """Attributes of one node."""
-        return self.graph.nodes[node_id]
+        return self._data[node_id]
 
     def nodes(self) -> Iterator[str]:
         """Node ids in topological order."""
@@ -103,35 +108,35 @@ class GraphView:
 
     def inputs(self, node_id: str) -> list[str]:
         """Producer ids of a node's data inputs, in argument order (repeats kept)."""
-        return self.graph.nodes[node_id]["inputs"]
+        return self._data[node_id]["inputs"]
 
     def consumers(self, node_id: str) -> list[str]:
         """Ops that read this node's output as data (shape reads excluded), in topological order."""
-        users = [u for u in self.graph.successors(node_id) if self.graph.nodes[u]["kind"] not in NOT_DATA]
+        users = [u for u in self.graph.successors(node_id) if self._data[u]["kind"] not in NOT_DATA]
         return sorted(users, key=self.index.__getitem__)
 
     def is_feature_map(self, node_id: str) -> bool:
         """True when the output is N x C x spatial with a known channel count."""
-        data = self.graph.nodes[node_id]
+        data = self._data[node_id]
         return data["layout"] == NC and data["channels"] is not None
 
     def __len__(self) -> int:
         return len(self.order)
 
     # -- construction -------------------------------------------------------------------
-    def _add(self, op: RawOp) -> None:
-        inputs = [i for i in op.inputs if i in self.graph]
-        self.graph.add_node(op.id, kind=op.kind, name=op.name, attrs=op.attrs, shape=op.shape,
-                            ref=op.ref, inputs=inputs, channels=None, layout=None, depth=0,
-                            residual=False)
-        for producer in inputs:
-            self.graph.add_edge(producer, op.id)
+    def _add(self, op: RawOp) -> list[tuple[str, str]]:
+        """Record one op's attributes; returns its edges."""
+        inputs = [i for i in op.inputs if i in self._data]
+        self._data[op.id] = dict(kind=op.kind, name=op.name, attrs=op.attrs, shape=op.shape,
+                                 ref=op.ref, inputs=inputs, channels=None, layout=None, depth=0,
+                                 residual=False)
         self.order.append(op.id)
+        return [(producer, op.id) for producer in inputs]
 
     def _infer_layout(self, n: str) -> None:
-        data = self.graph.nodes[n]
+        data = self._data[n]
         kind, attrs, ins = data["kind"], data["attrs"], data["inputs"]
-        first = self.graph.nodes[ins[0]] if ins else None
+        first = self._data[ins[0]] if ins else None
         layout, channels = None, None
         if kind == "conv":
             layout, channels = NC, attrs.get("out_channels")
@@ -140,14 +145,14 @@ class GraphView:
         elif kind in PASS_THROUGH and first is not None:
             layout, channels = first["layout"], first["channels"]
         elif kind in ("add", "mul"):
-            maps = [self.graph.nodes[i] for i in ins if self.graph.nodes[i]["layout"] == NC]
+            maps = [self._data[i] for i in ins if self._data[i]["layout"] == NC]
             if maps:
                 layout = NC
                 channels = max((m["channels"] for m in maps if m["channels"] is not None), default=None)
             elif first is not None:
                 layout, channels = first["layout"], first["channels"]
         elif kind == "concat" and attrs.get("channel_concat"):
-            parts = [self.graph.nodes[i] for i in ins]
+            parts = [self._data[i] for i in ins]
             if parts and all(p["layout"] == NC for p in parts):
                 layout = NC
                 counts = [p["channels"] for p in parts]
@@ -159,7 +164,7 @@ class GraphView:
         elif kind in ("linear", "reshape", "concat", "shape"):
             layout = OTHER
         if kind == "other" and attrs.get("fn") == "getitem" and first is not None:
-            layout, channels = _chunk_part(self.graph, first)
+            layout, channels = _chunk_part(self._data, first)
         shape = data["shape"]
         if shape is not None and layout is None and kind in ("input", "other"):
             # a recorded shape names the channels of inputs and opaque ops fed by feature maps
@@ -178,20 +183,20 @@ class GraphView:
             data["depthwise"] = groups > 1 and in_ch is not None and groups == in_ch
 
     def _infer_depth(self, n: str) -> None:
-        data = self.graph.nodes[n]
-        base = max((self.graph.nodes[i]["depth"] for i in data["inputs"]), default=0)
+        data = self._data[n]
+        base = max((self._data[i]["depth"] for i in data["inputs"]), default=0)
         stride = data["attrs"].get("stride")
         strided = data["kind"] in ("conv", "pool") and stride is not None and any(s > 1 for s in stride)
         data["depth"] = base + int(strided)
 
     def _classify_join(self, n: str) -> None:
         """Mark an add as a residual join when its two inputs meet at a common split point."""
-        data = self.graph.nodes[n]
+        data = self._data[n]
         ins = list(dict.fromkeys(data["inputs"]))
         if len(ins) != 2:
             return
         a, b = ins
-        da, db = self.graph.nodes[a], self.graph.nodes[b]
+        da, db = self._data[a], self._data[b]
         if OTHER in (da["layout"], db["layout"]) or da["kind"] in NOT_DATA or db["kind"] in NOT_DATA:
             return
         if None not in (da["channels"], db["channels"]) and da["channels"] != db["channels"]:
@@ -202,7 +207,7 @@ class GraphView:
         split, only_a, only_b = found
         if not only_a and not only_b:
             return
-        convs = lambda side: sum(self.graph.nodes[x]["kind"] == "conv" for x in side)  # noqa: E731
+        convs = lambda side: sum(self._data[x]["kind"] == "conv" for x in side)  # noqa: E731
         a_is_branch = (len(only_a), convs(only_a)) > (len(only_b), convs(only_b))
         branch, shortcut = (a, b) if a_is_branch else (b, a)
         branch_nodes = only_a if a_is_branch else only_b
@@ -210,7 +215,7 @@ class GraphView:
                     branch_nodes=frozenset(branch_nodes),
                     shortcut_nodes=frozenset(only_b if a_is_branch else only_a))
         for x in branch_nodes:
-            self.graph.nodes[x]["in_residual"] = True
+            self._data[x]["in_residual"] = True
         for side in (da, db):  # both inputs of a join have the join's shape
             if side["channels"] is None and data["channels"] is not None and side["layout"] is None:
                 side["layout"], side["channels"] = NC, data["channels"]
@@ -221,7 +226,7 @@ class GraphView:
         Walks backwards in decreasing topological order, so the first node reached from
         both sides is the split; the cost is the size of the block, not of the graph.
         """
-        index, graph = self.index, self.graph
+        index, data = self.index, self._data
         side = {a: 1, b: 2}
         pending = {1: 1, 2: 1, 3: 0}  # queued nodes per label; a side with none left cannot meet
         heap = [-index[a], -index[b]]
@@ -236,8 +241,8 @@ class GraphView:
             if label == 3:
                 return node, exclusive[1], exclusive[2]
             exclusive[label].append(node)
-            for producer in graph.nodes[node]["inputs"]:
-                if graph.nodes[producer]["kind"] in NOT_DATA:
+            for producer in data[node]["inputs"]:
+                if data[producer]["kind"] in NOT_DATA:
                     continue
                 old = side.get(producer)
                 if old is None:

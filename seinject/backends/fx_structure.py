@@ -43,6 +43,9 @@ _INTERNAL = frozenset({
 })
 _SCALARS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device,
             torch.memory_format, torch.layout, enum.Enum)
+# exact types of _SCALARS whose instances compare by value (the common case, checked first)
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device,
+                    torch.memory_format, torch.layout})
 
 
 class _NoKey(Exception):
@@ -80,10 +83,12 @@ class StructureKeys:
                           if name not in _INTERNAL)
         except _NoKey:
             return None
-        values = self._traced(module)
+        buffers = module._buffers
+        if buffers:
+            values = self._traced(module)
+            buffers = tuple((k, _buffer_key(v, values)) for k, v in buffers.items())
         full = (type(module), attrs, tuple(children),
-                tuple((k, v is None) for k, v in module._parameters.items()),
-                tuple((k, _buffer_key(v, values)) for k, v in module._buffers.items()))
+                tuple((k, v is None) for k, v in module._parameters.items()), buffers or ())
         return self._ids.setdefault(full, len(self._ids))
 
 
@@ -99,13 +104,25 @@ def _buffer_key(buffer: torch.Tensor | None, with_values: bool) -> Any:
 
 
 def _freeze(value: Any, pinned: list) -> Any:
-    """A hashable stand-in for a plain attribute value (identity for other objects)."""
+    """A hashable stand-in for a plain attribute value (identity for other objects).
+
+    Scalars pair with their type, so 1, 1.0 and True stay apart; a tuple or list of
+    plain scalars (kernel sizes, strides) takes a shortcut with the same guarantee.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind is tuple or kind is list or kind is torch.Size:
+        kinds = tuple(map(type, value))
+        if _PLAIN.issuperset(kinds):
+            return (kind, kinds, tuple(value))
+        return (kind, tuple(_freeze(v, pinned) for v in value))
     if isinstance(value, _SCALARS):
-        return (type(value), value)
+        return (kind, value)
     if isinstance(value, (torch.Tensor, nn.Module)):
         raise _NoKey
-    if isinstance(value, (tuple, list, torch.Size)):
-        return (type(value), tuple(_freeze(v, pinned) for v in value))
+    if isinstance(value, (tuple, list)):
+        return (kind, tuple(_freeze(v, pinned) for v in value))
     if isinstance(value, dict):
         return (dict, tuple((_freeze(k, pinned), _freeze(v, pinned)) for k, v in value.items()))
     if isinstance(value, (set, frozenset)):

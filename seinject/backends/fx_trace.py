@@ -354,31 +354,34 @@ def _value(arg: Any, env: dict) -> Any:
 
 def _inputs(node: fx.Node, env: dict) -> tuple[list, list]:
     """Producer ids of a node's tensor inputs, and the local nodes carrying them."""
-    inputs, locals_ = [], []
-
-    def visit(arg: Any, carrier: Any) -> None:
-        if isinstance(arg, fx.Node):
-            value = env.get(arg)
-            if isinstance(value, str):
-                inputs.append(value)
-                locals_.append(arg)
-            elif isinstance(value, _Struct):
-                for item in value:
-                    if isinstance(item, str):
-                        inputs.append(item)
-                        locals_.append(None)
-        elif isinstance(arg, (list, tuple)):
-            for item in arg:
-                visit(item, carrier)
-        elif isinstance(arg, dict):
-            for item in arg.values():
-                visit(item, carrier)
-
+    inputs: list = []
+    locals_: list = []
     for arg in node.args:
-        visit(arg, None)
+        _collect_inputs(arg, env, inputs, locals_)
     for arg in node.kwargs.values():
-        visit(arg, None)
+        _collect_inputs(arg, env, inputs, locals_)
     return inputs, locals_
+
+
+def _collect_inputs(arg: Any, env: dict, inputs: list, locals_: list) -> None:
+    # a module-level function, not a closure: a recursive closure is a reference cycle
+    # that only the cyclic collector frees, and _inputs runs once per op
+    if isinstance(arg, fx.Node):
+        value = env.get(arg)
+        if isinstance(value, str):
+            inputs.append(value)
+            locals_.append(arg)
+        elif isinstance(value, _Struct):
+            for item in value:
+                if isinstance(item, str):
+                    inputs.append(item)
+                    locals_.append(None)
+    elif isinstance(arg, (list, tuple)):
+        for item in arg:
+            _collect_inputs(item, env, inputs, locals_)
+    elif isinstance(arg, dict):
+        for item in arg.values():
+            _collect_inputs(item, env, inputs, locals_)
 
 
 def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:

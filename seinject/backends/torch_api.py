@@ -70,15 +70,9 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     resolved = resolve_rule(rule, overrides)
     with _gc_paused():
         target = model if inplace else copy.deepcopy(model)
-        traced = trace_model(target, example_inputs)
-        found = match(resolved, traced.view)
-        done = splice(traced, found.sites, resolved.se)
-        added = sum(site.params for _, site in done.inserted)
-        report = ApplyReport(resolved.name, found.sites, found.skipped + done.skipped,
-                             traced.left_out, found.matched, traced.param_count + added,
-                             inserted=done.inserted)
+        report = _rewrite(target, resolved, example_inputs)
         target.__dict__["_seinject_report"] = report
-    if not done.inserted:
+    if not report.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {type(model).__name__}: "
                    + ("; ".join(report.summary_lines()) or "no match"))
         if strict:
@@ -90,6 +84,17 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     if verbose:
         print(report)
     return target
+
+
+def _rewrite(target: nn.Module, resolved: Rule, example_inputs: Any) -> ApplyReport:
+    """Trace, match and splice in place. The trace and view die on return, before the
+    collector resumes, so it never walks them."""
+    traced = trace_model(target, example_inputs)
+    found = match(resolved, traced.view)
+    done = splice(traced, found.sites, resolved.se)
+    added = sum(site.params for _, site in done.inserted)
+    return ApplyReport(resolved.name, found.sites, found.skipped + done.skipped, traced.left_out,
+                       found.matched, traced.param_count + added, inserted=done.inserted)
 
 
 def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:

@@ -14,6 +14,9 @@ the SENet paper (timm's SEModule with rd_divisor=8).
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +31,23 @@ _ACTIVATIONS = {
     "hard_swish": nn.Hardswish,
 }
 _GATES = {"sigmoid": torch.sigmoid, "hard_sigmoid": F.hardsigmoid}
+
+
+class _Unfilled(nn.Linear):
+    def reset_parameters(self) -> None:
+        """Left to the caller, which fills every parameter itself."""
+
+
+def _unfilled_linear(in_features: int, out_features: int, **factory: Any) -> nn.Linear:
+    """A plain nn.Linear whose weight and bias are left uninitialised (torch.empty).
+
+    Skips torch's default init, which the identity init would overwrite anyway. The
+    layer is built as a subclass and then becomes an exact nn.Linear, so type checks
+    (quantisation mappings, PEFT target modules) see the usual class.
+    """
+    layer = _Unfilled(in_features, out_features, **factory)
+    layer.__class__ = nn.Linear
+    return layer
 
 
 class SqueezeExcite(nn.Module):
@@ -52,15 +72,18 @@ class SqueezeExcite(nn.Module):
         self.gate_name = config.gate
         self.init_mode = config.init
         self.gain = 2.0 if config.init == "identity" else 1.0
-        self.fc1 = nn.Linear(channels, self.hidden, device=device, dtype=dtype)
+        identity = config.init == "identity"
+        linear = _unfilled_linear if identity else nn.Linear
+        self.fc1 = linear(channels, self.hidden, device=device, dtype=dtype)
         self.act = _ACTIVATIONS[config.act]()
-        self.fc2 = nn.Linear(self.hidden, channels, device=device, dtype=dtype)
-        if config.init == "identity":
+        self.fc2 = linear(self.hidden, channels, device=device, dtype=dtype)
+        if identity:
             with torch.no_grad():
-                self.fc1.weight.abs_()
-            nn.init.ones_(self.fc1.bias)
-            nn.init.zeros_(self.fc2.weight)
-            nn.init.zeros_(self.fc2.bias)
+                # |U(-b, b)| with torch's default Linear bound b = 1/sqrt(fan_in)
+                self.fc1.weight.uniform_(0.0, 1.0 / math.sqrt(channels))
+                self.fc1.bias.fill_(1.0)
+                self.fc2.weight.zero_()
+                self.fc2.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = tuple(range(2, x.dim()))
