@@ -29,6 +29,19 @@ def test_random_init_is_the_papers_block():
     assert sum(p.numel() for p in block.parameters()) == 64 * 8 + 8 + 8 * 64 + 64
 
 
+def test_identity_init_layers_are_plain_linears_with_the_documented_start():
+    torch.manual_seed(0)
+    block = SqueezeExcite(64, SEConfig(ratio=4))
+    assert type(block.fc1) is torch.nn.Linear and type(block.fc2) is torch.nn.Linear
+    bound = 1 / 64 ** 0.5  # torch's default Linear bound for fan_in 64
+    weight = block.fc1.weight
+    assert weight.min() >= 0 and weight.max() <= bound and weight.max() > bound / 2
+    assert torch.equal(block.fc1.bias, torch.ones(16))
+    assert not block.fc2.weight.any() and not block.fc2.bias.any()
+    block.fc1.reset_parameters()  # still torch's own Linear: default init draws signed weights
+    assert block.fc1.weight.min() < 0 < block.fc1.weight.max()
+
+
 @pytest.mark.parametrize("channels,ratio,divisor,hidden", [
     (256, 16, 1, 16), (256, 16, 8, 16), (24, 16, 1, 2), (24, 16, 8, 8),
     (8, 16, 1, 1), (3, 16, 1, 1), (100, 8, 1, 13), (96, 4, 8, 24),

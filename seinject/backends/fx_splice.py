@@ -203,7 +203,7 @@ def _code(graph: fx.Graph) -> str:
 
 
 def _se_names(module: nn.Module, edits: list[_Edit]) -> list[str]:
-    taken = set(dict(module.named_children())) | set(vars(module))
+    taken = set(module._modules) | set(vars(module))
     names = []
     for edit in edits:
         base = "se" if len(edits) == 1 else f"se_{edit.value.name.strip('_')}"

@@ -191,7 +191,7 @@ class _Builder:
             elif node.op == "output":
                 return _value(node.args[0], env)
             elif node.op == "call_module":
-                sub = lg.module.get_submodule(node.target)
+                sub = _submodule(lg.module, node.target)
                 env[node] = self.call_module(node, sub, lg, env)
                 inplace = _module_inplace(sub)
             else:
@@ -284,12 +284,22 @@ def is_inplace(node: fx.Node, owner: nn.Module) -> bool:
     if node.op == "call_function":
         return node.kwargs.get("inplace") is True or node.target in _INPLACE_FUNCTIONS
     if node.op == "call_module":
-        return _module_inplace(owner.get_submodule(node.target))
+        return _module_inplace(_submodule(owner, node.target))
     return False
 
 
 def _module_inplace(module: nn.Module) -> bool:
-    return getattr(module, "inplace", False) is True
+    # torch's modules keep `inplace` in the instance dict; reading it there avoids the
+    # AttributeError that Module.__getattr__ raises for every module without one
+    if "inplace" in module.__dict__:
+        return module.__dict__["inplace"] is True
+    return hasattr(type(module), "inplace") and getattr(module, "inplace", False) is True
+
+
+def _submodule(module: nn.Module, target: str) -> nn.Module:
+    """module.get_submodule(target), with a shortcut for a direct child."""
+    child = module._modules.get(target)
+    return child if child is not None else module.get_submodule(target)
 
 
 _INPLACE_FUNCTIONS = {operator.iadd, operator.imul, torch.relu_, torch.nn.functional.relu_}
