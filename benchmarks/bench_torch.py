@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import re
 import statistics
 import subprocess
@@ -72,7 +73,8 @@ def instructions(blocks: int, rewrite: bool) -> int:
     after a warm-up rewrite of a 2-block net in both cases."""
     out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
                           __file__, "--one", str(blocks), "rewrite" if rewrite else "build"],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "0"})  # same dict/set layouts each run
     return int(re.search(r"Collected : (\d+)", out.stderr).group(1))
 
 
