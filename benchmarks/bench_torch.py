@@ -8,7 +8,8 @@ Reports the best of --repeat runs in this process (timeit's convention: the leas
 disturbed run), and for the depth ratio also the median of --repeat runs in fresh
 processes, the way a user's script calls apply once. Wall time on a shared 2-core VM
 swings by +-25 % between identical runs; `--instructions` counts the rewrite's
-instructions with valgrind's callgrind instead (deterministic; slow: about 10 minutes).
+instructions with valgrind's callgrind instead (free of machine noise, though each count
+is a difference of two whole-process counts and moves by about 0.03 G; slow: about 10 minutes).
 """
 
 from __future__ import annotations

@@ -81,14 +81,14 @@ class GraphView:
 
     def __init__(self, ops: list[RawOp]):
         self.graph = nx.DiGraph()
-        self._data: dict[str, dict] = {}  # node id -> the attribute dict networkx holds for it
+        self._data: dict[str, dict] = {}  # node id -> attributes
         self.order: list[str] = []
         edges = []
         for op in ops:
             edges += self._add(op)
         self.graph.add_nodes_from(self._data.items())
         self.graph.add_edges_from(edges)
-        self._data = dict(self.graph.nodes(data=True))  # the attribute dicts networkx holds
+        self._data = dict(self.graph.nodes(data=True))  # networkx copied them: share its dicts
         self.index = {n: i for i, n in enumerate(self.order)}
         for n in self.order:
             self._infer_layout(n)

@@ -41,11 +41,11 @@ _INTERNAL = frozenset({
     "_state_dict_hooks", "_state_dict_pre_hooks",
     "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
 })
-_SCALARS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device,
-            torch.memory_format, torch.layout, enum.Enum)
-# exact types of _SCALARS whose instances compare by value (the common case, checked first)
+# types whose values compare by value; _PLAIN matches the exact type (the common case,
+# checked first), _SCALARS also subclasses and enums
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device,
                     torch.memory_format, torch.layout})
+_SCALARS = (*_PLAIN, enum.Enum)
 
 
 class _NoKey(Exception):

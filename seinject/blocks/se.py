@@ -71,8 +71,8 @@ class SqueezeExcite(nn.Module):
         self.hidden = config.hidden_channels(channels)
         self.gate_name = config.gate
         self.init_mode = config.init
-        self.gain = 2.0 if config.init == "identity" else 1.0
         identity = config.init == "identity"
+        self.gain = 2.0 if identity else 1.0
         linear = _unfilled_linear if identity else nn.Linear
         self.fc1 = linear(channels, self.hidden, device=device, dtype=dtype)
         self.act = _ACTIVATIONS[config.act]()
