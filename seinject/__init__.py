@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import SEConfig
+from .rule.config import SEConfig
 from .errors import (ConfigError, ModelError, NoSitesError, RuleError, RuleNotFoundError,
                      SEInjectError, SEInjectWarning)
-from .loader import builtin_rule_names as list_rules
-from .loader import load_rule, parse_rule
-from .rule import Rule
+from .rule.loader import builtin_rule_names as list_rules
+from .rule.loader import load_rule, parse_rule
+from .rule.schema import Rule
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .reporting import ApplyReport, Plan
+    from .graph.report import ApplyReport, Plan
 
 __version__ = "0.1.0"
 
@@ -41,7 +41,7 @@ def plan(model: Any, rule: "str | Rule" = "after_residual", *, example_inputs: A
         >>> [site.name for site in seinject.plan(net, rule="conv_block")]
         ['2']
     """
-    from .backends.torch_api import plan as _plan
+    from .torch.api import plan as _plan
 
     return _plan(model, rule, example_inputs=example_inputs, **overrides)
 
@@ -62,7 +62,7 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
         >>> torch.equal(new.eval()(x), net.eval()(x))
         True
     """
-    from .backends.torch_api import apply as _apply
+    from .torch.api import apply as _apply
 
     return _apply(model, rule, inplace=inplace, example_inputs=example_inputs, strict=strict,
                   verbose=verbose, **overrides)
@@ -78,7 +78,7 @@ def remove(model: Any, *, inplace: bool = False) -> Any:
         >>> list(seinject.remove(seinject.apply(net, rule="conv_block")).state_dict()) == keys
         True
     """
-    from .backends.torch_api import remove as _remove
+    from .torch.api import remove as _remove
 
     return _remove(model, inplace=inplace)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .config import ACTIVATIONS, GATES, INITS
+from .rule.config import ACTIVATIONS, GATES, INITS
 from .errors import ConfigError, NoSitesError, SEInjectError, SEInjectWarning, UsageError, VerificationError
-from .loader import builtin_rule_names, builtin_rules_dir, load_rule
+from .rule.loader import builtin_rule_names, builtin_rules_dir, load_rule
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_SITES = 0, 1, 2, 3
 log = logging.getLogger("seinject")
@@ -314,7 +314,7 @@ def _run_rules_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "summary"} for r in rows], indent=2))
         return EXIT_OK
-    from .reporting import format_table
+    from .graph.report import format_table
 
     print(format_table(("rule", "position", "ratio", "description"),
                        [(r["name"], r["position"], f"{r['ratio']:g}", _clip(r["description"], 70)) for r in rows]))

@@ -15,7 +15,7 @@ def test_wheel_contains_the_package_and_every_builtin_rule(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     rules = sorted(p.name for p in (ROOT / "rules").glob("*.yaml"))
     assert sorted(n.split("/")[-1] for n in names if n.startswith("seinject/rules/")) == rules
-    assert "seinject/__init__.py" in names and "seinject/blocks/se.py" in names
+    assert "seinject/__init__.py" in names and "seinject/torch/block.py" in names and "seinject/onnx/block.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "seinject = seinject.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

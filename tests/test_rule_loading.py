@@ -6,7 +6,7 @@ import pytest
 
 import seinject
 from seinject import RuleError, RuleNotFoundError
-from seinject.loader import builtin_rule_names, load_rule
+from seinject.rule.loader import builtin_rule_names, load_rule
 
 BUILTIN = ["after_concat", "after_residual", "before_residual", "conv_block",
            "identity_branch", "inverted_residual", "residual_branch"]

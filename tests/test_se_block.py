@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seinject import ConfigError, SEConfig
-from seinject.blocks.se import SqueezeExcite
+from seinject.torch.block import SqueezeExcite
 
 
 @pytest.mark.parametrize("gate", ["sigmoid", "hard_sigmoid"])

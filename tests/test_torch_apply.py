@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import seinject
-from seinject.blocks.se import SqueezeExcite
+from seinject.torch.block import SqueezeExcite
 from tests.helpers import apply_quiet, build, max_diff
 from tests.test_torch_sites import EXPECTED
 

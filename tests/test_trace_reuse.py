@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 
 import seinject
-from seinject.backends.fx_structure import StructureKeys
-from seinject.backends.fx_trace import _Builder, _ShallowTracer, trace_model
+from seinject.torch.structure import StructureKeys
+from seinject.torch.trace import _Builder, _ShallowTracer, trace_model
 from tests.helpers import max_diff
 
 

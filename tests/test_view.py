@@ -2,7 +2,7 @@
 
 import pytest
 
-from seinject.view import GraphView, RawOp
+from seinject.graph.view import GraphView, RawOp
 
 
 def conv(id_, src, out=8, inp=8, stride=1, groups=1):

@@ -10,7 +10,7 @@ __all__ = ["SqueezeExcite"]
 
 def __getattr__(name: str) -> Any:
     if name == "SqueezeExcite":
-        from .se import SqueezeExcite
+        from ..torch.block import SqueezeExcite
 
         return SqueezeExcite
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """plan / apply / apply_file for ONNX models: load, view, match, splice, save, verify, report.
 
-The steps are the torch backend's: rule and overrides → Rule (seinject.overrides),
-model → GraphView (view.py), Rule × view → sites (seinject.matcher), sites → new graph
+The steps are the torch backend's: rule and overrides → Rule (seinject.rule.overrides),
+model → GraphView (view.py), Rule × view → sites (seinject.graph.matcher), sites → new graph
 (splice.py). apply_file adds the safe write: temporary file, verification, move.
 
 Example:
@@ -30,9 +30,9 @@ from typing import Any, Callable
 import onnx
 
 from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
-from ..matcher import match
-from ..overrides import resolve_rule
-from ..rule import Rule
+from ..graph.matcher import match
+from ..rule.overrides import resolve_rule
+from ..rule.schema import Rule
 from .load import (EXTERNAL_THRESHOLD, PROTOBUF_LIMIT, LoadedModel, StagedOutput, load_model, same_file,
                    tensor_bytes)
 from .report import OnnxPlan, OnnxReport

@@ -1,4 +1,4 @@
-"""Label ONNX op types with the backend-neutral kinds of seinject.kinds, and read their attrs.
+"""Label ONNX op types with the backend-neutral kinds of seinject.rule.kinds, and read their attrs.
 
 The table below is the whole mapping; `classify` adds the facts rules test
 (channels, groups, kernel, stride, activation fn, channel concat) from the node's

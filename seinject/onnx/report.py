@@ -1,7 +1,7 @@
-"""OnnxPlan and OnnxReport: seinject.reporting's Plan and ApplyReport plus MACs and the verification result.
+"""OnnxPlan and OnnxReport: seinject.graph.report's Plan and ApplyReport plus MACs and the verification result.
 
 Example:
-    >>> from seinject.site import Site
+    >>> from seinject.graph.site import Site
     >>> plan = OnnxPlan("after_residual", [Site("layer1.0.relu_1", "after_residual", "after", "v",
     ...                 None, 64, 4, 580, 1)], matched=1, macs=[512 + 2 * 64 * 256])
     >>> plan.added_macs
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..reporting import ApplyReport, Plan, format_table
+from ..graph.report import ApplyReport, Plan, format_table
 
 
 def _macs_text(value: int | None) -> str:
@@ -23,7 +23,7 @@ def macs_line(macs: list, sites: list) -> str:
     """'added MACs per sample: N', noting sites whose spatial size is symbolic (FC MACs only there).
 
     Example:
-        >>> from seinject.site import Site
+        >>> from seinject.graph.site import Site
         >>> macs_line([None], [Site("a", "r", "after", "v", None, 64, 4, 580, 1)])
         'added MACs per sample: 512 + pool and scale at 1 site(s) with a symbolic spatial size (give input shapes)'
     """

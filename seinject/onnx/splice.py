@@ -12,8 +12,8 @@ float/float16/double is skipped with the reason.
 
 Example:
     >>> import onnx
-    >>> from seinject.loader import load_rule
-    >>> from seinject.matcher import match
+    >>> from seinject.rule.loader import load_rule
+    >>> from seinject.graph.matcher import match
     >>> from seinject.onnx.view import build_view
     >>> model = onnx.parser.parse_model('''
     ...   <ir_version: 8, opset_import: ["" : 17]>
@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 
 from onnx import TensorProto
 
-from ..blocks.onnx_se import DTYPES, NAME_PREFIX, SEBlock, build_se
-from ..config import SEConfig
-from ..site import Site, Skip
+from .block import DTYPES, NAME_PREFIX, SEBlock, build_se
+from ..rule.config import SEConfig
+from ..graph.site import Site, Skip
 from .view import OnnxGraph
 
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import helper
 
-from ..blocks.onnx_se import se_tag
+from .block import se_tag
 from ..errors import ModelError
-from ..view import GraphView, RawOp
+from ..graph.view import GraphView, RawOp
 from . import shapes as shape_inference
 from .kinds import classify
 from .names import Scope, readable_names, scope_of

@@ -167,7 +167,7 @@ def test_second_run_inserts_nothing(capsys, model_file):
 
 
 def test_verification_failure_exits_1_and_writes_nothing(capsys, model_file, monkeypatch):
-    import seinject.blocks.onnx_se as onnx_se
+    import seinject.onnx.block as onnx_se
     import seinject.onnx.splice as splice
 
     real = onnx_se.build_se

@@ -60,7 +60,7 @@ def test_out_equal_to_in_needs_overwrite(model_file):
 
 def test_failed_verification_leaves_nothing(model_file, monkeypatch):
     """A (simulated) bug that makes the block not the identity: exit with VerificationError, no output."""
-    import seinject.blocks.onnx_se as onnx_se
+    import seinject.onnx.block as onnx_se
     import seinject.onnx.splice as splice
 
     out = model_file.parent / "out.onnx"

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import seinject.onnx as so
-from seinject.blocks.se import SqueezeExcite
-from seinject.config import SEConfig
+from seinject.torch.block import SqueezeExcite
+from seinject.rule.config import SEConfig
 from tests.onnx_backend.expected import EXPECTED, RULES
 from tests.onnx_backend.graphs import max_diff, residual_net, run
 
@@ -92,10 +92,10 @@ def test_conv_1d_2d_3d(rank):
                                        ("relu6", "sigmoid"), ("hard_swish", "hard_sigmoid")])
 @pytest.mark.parametrize("init", ["identity", "random"])
 def test_onnx_block_equals_torch_block(act, gate, init):
-    """Copy the ONNX block's weights into seinject.blocks.se.SqueezeExcite: same outputs."""
+    """Copy the ONNX block's weights into seinject.torch.block.SqueezeExcite: same outputs."""
     from onnx import numpy_helper
 
-    from seinject.blocks.onnx_se import build_se
+    from seinject.onnx.block import build_se
 
     config = SEConfig(ratio=4, act=act, gate=gate, init=init)
     block = build_se("se", "x", 16, 2, config, opset=17, seed=3)

@@ -29,10 +29,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from ..site import Skip
-from ..view import GraphView, RawOp
-from .fx_kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
-from .fx_structure import StructureKeys
+from ..graph.site import Skip
+from ..graph.view import GraphView, RawOp
+from .kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
+from .structure import StructureKeys
 
 
 @dataclass

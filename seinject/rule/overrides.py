@@ -12,10 +12,10 @@ from dataclasses import fields, replace
 from typing import Any
 
 from .config import SEConfig
-from .errors import ConfigError
+from ..errors import ConfigError
 from .loader import load_rule
-from .rule import Filters, Rule
-from .suggest import closest
+from .schema import Filters, Rule
+from ..suggest import closest
 
 SE_FIELDS = tuple(f.name for f in fields(SEConfig))
 FILTER_FIELDS = tuple(f.name for f in fields(Filters) if f.name != "min_channels")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SEConfig
+from ..rule.config import SEConfig
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,

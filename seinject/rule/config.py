@@ -1,7 +1,7 @@
 """SEConfig: the settings of one SE block (ratio, rounding, activation, gate, init).
 
 Example:
-    >>> from seinject.config import SEConfig
+    >>> from seinject.rule.config import SEConfig
     >>> SEConfig(ratio=16, divisor=8).hidden_channels(256)
     16
 """
@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .errors import ConfigError
-from .suggest import closest
+from ..errors import ConfigError
+from ..suggest import closest
 
 GATES = ("sigmoid", "hard_sigmoid")
 ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "hard_swish")

@@ -3,7 +3,7 @@
 Both print as readable tables and convert to JSON-ready dicts.
 
 Example:
-    >>> from seinject.site import Site
+    >>> from seinject.graph.site import Site
     >>> plan = Plan("after_residual", [Site("layer1.0.relu_2", "after_residual", "after", "n9",
     ...             None, 256, 16, 8464, 1)], matched=1)
     >>> len(plan), plan[0].channels

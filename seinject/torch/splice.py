@@ -11,9 +11,9 @@ edit share the rewritten class, each with its own SE child. `restore` undoes all
 
 Example:
     >>> import torch, torch.nn as nn
-    >>> from seinject.backends.fx_trace import trace_model
-    >>> from seinject.matcher import match
-    >>> from seinject.loader import load_rule
+    >>> from seinject.torch.trace import trace_model
+    >>> from seinject.graph.matcher import match
+    >>> from seinject.rule.loader import load_rule
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
     >>> traced = trace_model(net)
     >>> rule = load_rule("conv_block")
@@ -35,10 +35,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from ..blocks.se import SqueezeExcite
-from ..config import SEConfig
-from ..site import Site, Skip
-from .fx_trace import LocalGraph, TracedModel, is_inplace, trace_module
+from .block import SqueezeExcite
+from ..rule.config import SEConfig
+from ..graph.site import Site, Skip
+from .trace import LocalGraph, TracedModel, is_inplace, trace_module
 
 ORIGINAL_CLASS = "_seinject_original_class"
 SE_NAMES = "_seinject_se_names"

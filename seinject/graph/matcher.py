@@ -12,8 +12,8 @@ Semantics, each a named step below:
 - filters then narrow the sites (channels, names, stage, first/last/every).
 
 Example:
-    >>> from seinject.view import GraphView, RawOp
-    >>> from seinject.loader import load_rule
+    >>> from seinject.graph.view import GraphView, RawOp
+    >>> from seinject.rule.loader import load_rule
     >>> view = GraphView([RawOp("x", "input", "x", [], shape=(1, 8, 4, 4)),
     ...                   RawOp("c", "conv", "c", ["x"], {"out_channels": 8}),
     ...                   RawOp("a", "add", "add", ["c", "x"]),
@@ -27,8 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .config import SEConfig
-from .rule import OpSpec, Rule
+from ..rule.config import SEConfig
+from ..rule.schema import OpSpec, Rule
 from .site import Site, Skip
 from .view import GraphView
 
@@ -51,7 +51,7 @@ def match(rule: Rule, view: GraphView, se: SEConfig | None = None) -> MatchResul
     """All sites of `rule` in `view`, in topological order, after the rule's filters.
 
     Example:
-        >>> from seinject.loader import load_rule
+        >>> from seinject.rule.loader import load_rule
         >>> match(load_rule("after_concat"), GraphView([])).matched
         0
     """

@@ -1,4 +1,4 @@
-"""Label torch modules, functions and methods with the op kinds of seinject.kinds.
+"""Label torch modules, functions and methods with the op kinds of seinject.rule.kinds.
 
 Example:
     >>> import torch.nn as nn
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blocks.se import SqueezeExcite
+from .block import SqueezeExcite
 
 _ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SELU,
                 nn.CELU, nn.PReLU, nn.Mish, nn.Sigmoid, nn.Hardsigmoid, nn.Tanh, nn.Softplus,

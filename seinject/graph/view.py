@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import networkx as nx
 
-from .kinds import NOT_DATA, PASS_THROUGH
+from ..rule.kinds import NOT_DATA, PASS_THROUGH
 
 NC = "nc"          # N x C x spatial...: a feature map SE can scale
 CL = "cl"          # N x spatial... x C: channels last (after a permute), not scaled

@@ -15,7 +15,7 @@ Every node carries metadata {"seinject.block": <block>, "seinject.role": <role>}
 named "<block>/<role>"; initializers are named "<block>/fc1.weight" and so on.
 
 Example:
-    >>> from seinject.config import SEConfig
+    >>> from seinject.rule.config import SEConfig
     >>> block = build_se("seinject/layer1.0.relu_1", "x", channels=64, spatial_rank=2,
     ...                  config=SEConfig(ratio=16), opset=17)
     >>> [n.op_type for n in block.nodes]
@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..config import SEConfig
+from ..rule.config import SEConfig
 
 TAG_BLOCK = "seinject.block"
 TAG_ROLE = "seinject.role"
@@ -57,7 +57,7 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     """The SE subgraph scaling value `x` (N×channels×spatial…); `output` names its result.
 
     Example:
-        >>> from seinject.config import SEConfig
+        >>> from seinject.rule.config import SEConfig
         >>> b = build_se("se", "x", 8, 1, SEConfig(ratio=4, init="random", act="silu"), opset=11)
         >>> [n.op_type for n in b.nodes], b.output
         (['GlobalAveragePool', 'Conv', 'Sigmoid', 'Mul', 'Conv', 'Sigmoid', 'Mul'], 'se/scale_out')

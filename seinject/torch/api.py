@@ -18,14 +18,14 @@ from typing import Any
 
 from torch import nn
 
-from ..blocks.se import SqueezeExcite
+from .block import SqueezeExcite
 from ..errors import ModelError, NoSitesError, SEInjectWarning
-from ..matcher import match
-from ..overrides import resolve_rule
-from ..reporting import ApplyReport, Plan
-from ..rule import Rule
-from .fx_splice import restore, splice
-from .fx_trace import trace_model
+from ..graph.matcher import match
+from ..rule.overrides import resolve_rule
+from ..graph.report import ApplyReport, Plan
+from ..rule.schema import Rule
+from .splice import restore, splice
+from .trace import trace_model
 
 log = logging.getLogger("seinject")
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import SEConfig
-from .errors import ConfigError, RuleError, RuleNotFoundError
+from ..errors import ConfigError, RuleError, RuleNotFoundError
 from .kinds import KINDS
-from .rule import POSITIONS, Filters, Insert, OpSpec, Rule
-from .suggest import closest
+from .schema import POSITIONS, Filters, Insert, OpSpec, Rule
+from ..suggest import closest
 from .yaml_lines import LineDict, LineList, load_with_lines
 
 TOP_KEYS = ("name", "description", "pattern", "insert", "filters", "se")
@@ -36,10 +36,11 @@ def builtin_rules_dir() -> Path:
         >>> (builtin_rules_dir() / "after_residual.yaml").exists()
         True
     """
-    packaged = Path(__file__).resolve().parent / "rules"
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "rules"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "rules"
+    return package.parent / "rules"
 
 
 def builtin_rule_names() -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import yaml
 
-from .errors import RuleError
+from ..errors import RuleError
 
 
 class LineDict(dict):
