@@ -51,8 +51,8 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
           **overrides: Any) -> Any:
     """Insert SE blocks where `rule` matches; returns the model (a rewritten copy unless inplace=True).
 
-    Keyword overrides change the rule's `se:` settings (ratio, divisor, gate, init, act,
-    min_channels, ...) and filters (include, exclude, stages, first, last, every, ...).
+    Keyword overrides change the rule's `se:` settings (ratio, divisor, gate, init, act, ...)
+    and filters (include, exclude, stages, min_channels, max_channels, first, last, every, ...).
 
     Example:
         >>> import torch, torch.nn as nn, seinject
@@ -84,7 +84,8 @@ def remove(model: Any, *, inplace: bool = False) -> Any:
 
 
 def report(model: Any) -> "ApplyReport | None":
-    """The report of the last `apply` on this model (sites, skipped parts, parameters), or None.
+    """The ApplyReport of the last `apply` on this model (its plan, the blocks inserted, skipped
+    sites and parts left out, parameters), or None.
 
     Example:
         >>> import torch.nn as nn, seinject

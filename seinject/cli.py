@@ -16,15 +16,18 @@ import argparse
 import json
 import logging
 import sys
+import types
+import typing
 import warnings
-from dataclasses import asdict
+from dataclasses import Field, asdict, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .rule.config import ACTIVATIONS, GATES, INITS
+from .rule.config import SEConfig
 from .errors import ConfigError, NoSitesError, SEInjectError, SEInjectWarning, UsageError, VerificationError
 from .rule.loader import builtin_rule_names, builtin_rules_dir, load_rule
+from .rule.schema import Filters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_SITES = 0, 1, 2, 3
 log = logging.getLogger("seinject")
@@ -91,24 +94,9 @@ def _onnx_parser(commands) -> None:
                    help="built-in rule name or path to a YAML rule (default: after_residual; "
                    "see `seinject rules list`)")
     se = p.add_argument_group("SE settings (override the rule's se:)")
-    se.add_argument("--ratio", type=float, help="reduction ratio r: hidden = C / r")
-    se.add_argument("--divisor", type=int, help="round hidden up to a multiple of this (8 = timm)")
-    se.add_argument("--min-hidden", type=int, help="floor on the hidden width")
-    se.add_argument("--min-channels", type=int, help="skip sites with fewer channels")
-    se.add_argument("--act", choices=ACTIVATIONS, help="excitation activation")
-    se.add_argument("--gate", choices=GATES, help="gate function")
-    se.add_argument("--init", choices=INITS, help="identity (default: outputs unchanged) or random")
+    _config_options(se, SEConfig)
     se.add_argument("--seed", type=int, default=0, help="seed for init=random and verification inputs (default 0)")
-    f = p.add_argument_group("filters (override the rule's filters:)")
-    f.add_argument("--include", action="append", metavar="REGEX", help="keep sites whose name matches (repeatable)")
-    f.add_argument("--exclude", action="append", metavar="REGEX", help="drop sites whose name matches (repeatable)")
-    f.add_argument("--stages", type=_int_list, action="append", metavar="N[,N...]",
-                   help="keep sites in these stages (1-based; e.g. 3,4)")
-    f.add_argument("--max-channels", type=int, metavar="N", help="drop sites with more channels")
-    f.add_argument("--first", type=int, metavar="N", help="keep the first N sites")
-    f.add_argument("--last", type=int, metavar="N", help="keep the last N sites")
-    f.add_argument("--every", type=int, metavar="N", help="keep every N-th site")
-    f.add_argument("--offset", type=int, metavar="N", help="start --every at this site")
+    _config_options(p.add_argument_group("filters (override the rule's filters:)"), Filters)
     o = p.add_argument_group("output and verification")
     o.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     o.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -149,6 +137,42 @@ def _rules_parser(commands) -> None:
     check.add_argument("files", metavar="FILE.yaml", nargs="+", help="rule files to validate")
     _verbosity(check)
     check.set_defaults(handler=_run_rules_check)
+
+
+def _config_options(group, config: type) -> None:
+    """One option per field of a config dataclass (--min-hidden sets min_hidden): typed by the field's
+    annotation, help and metavar from its metadata. Tuple fields repeat (--include A --include B);
+    integer tuples also take commas (--stages 3,4). Values are checked where the config is built.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> _config_options(parser, Filters)
+        >>> parser.parse_args(["--stages", "3,4", "--stages", "1", "--include", "a", "--include", "b"]).stages
+        [3, 4, 1]
+    """
+    hints = typing.get_type_hints(config)
+    for f in _option_fields(config):
+        kind = _without_none(hints[f.name])
+        options: dict[str, Any] = {"help": f.metadata["help"], "metavar": f.metadata.get("metavar")}
+        if typing.get_origin(kind) is tuple:
+            ints = typing.get_args(kind)[0] is int
+            options.update(action="extend" if ints else "append", type=_int_list if ints else str,
+                           help=options["help"] + " (repeatable)")
+        else:
+            options["type"] = kind
+        group.add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def _option_fields(config: type) -> list[Field]:
+    """The fields of a config dataclass that are command-line options (metadata "cli" is not False)."""
+    return [f for f in fields(config) if f.metadata.get("cli", True)]
+
+
+def _without_none(hint: Any) -> Any:
+    """int for `int | None`; the hint itself when it is not optional."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return hint
+    return next(arg for arg in typing.get_args(hint) if arg is not type(None))
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -250,11 +274,9 @@ class _StderrHandler(logging.StreamHandler):
 
 # -- onnx -----------------------------------------------------------------------------------
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("ratio", "divisor", "min_hidden", "min_channels", "act", "gate", "init", "include", "exclude",
-             "stages", "max_channels", "first", "last", "every", "offset")
+    """The SE settings and filters given on the command line, as keyword overrides."""
+    names = [f.name for config in (SEConfig, Filters) for f in _option_fields(config)]
     out = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    if "stages" in out:
-        out["stages"] = tuple(s for group in out["stages"] for s in group)
     if "ratio" in out and float(out["ratio"]).is_integer():
         out["ratio"] = int(out["ratio"])
     return out

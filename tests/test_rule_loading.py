@@ -36,7 +36,7 @@ def test_a_path_loads_a_user_rule(tmp_path):
         se: {ratio: 8, gate: hard_sigmoid}
     """)
     rule = load_rule(str(path))
-    assert (rule.name, rule.filters.stages, rule.se.ratio, rule.se.gate) == ("stage34", (3, 4), 8, "hard_sigmoid")
+    assert (rule.name, rule.filters.stages, rule.se.ratio, rule.se.gate) == ("stage34", (3, 4), 8, "hardsigmoid")
     assert rule.source == str(path)
 
 
@@ -57,7 +57,13 @@ def test_missing_rule_file():
     ("name: x\npattern:\n  - kind: covn\n", 3, "unknown kind 'covn' (did you mean 'conv'?)"),
     ("name: x\npattern: [{kind: add}]\nse:\n  ratoi: 8\n", 4, "unknown key 'ratoi' in se (did you mean 'ratio'?)"),
     ("name: x\npattern: [{kind: add}]\nse:\n  ratio: -1\n", 4, "must be > 0"),
-    ("name: x\npattern: [{kind: add}]\nse:\n  gate: tanh\n", 4, "'gate' must be one of sigmoid, hard_sigmoid"),
+    ("name: x\npattern: [{kind: add}]\nse:\n  gate: tanh\n", 4, "'gate' must be one of sigmoid, hardsigmoid"),
+    ("name: x\npattern: [{kind: add}]\nse:\n  act: hard_swsh\n", 4, "got 'hard_swsh' (did you mean 'hardswish'?)"),
+    ("name: x\npattern:\n  - kind: act\n    fn: rleu\n", 4, "unknown fn 'rleu' for kind act (did you mean 'relu'?)"),
+    ("name: x\npattern: [{kind: pool, fn: [max_pool, avg_pol]}]\n", 2, "unknown fn 'avg_pol' for kind pool (did you mean 'avg_pool'?)"),
+    ("name: x\npattern: [{kind: act, fn: max_pool}]\n", 2, "'max_pool' is an fn of kind pool"),
+    ("name: x\npattern:\n  - {kind: add}\n  - kind: conv\n    fn: relu\n", 5, "'fn' does not apply to kind conv"),
+    ("name: x\npattern: [{kind: norm, fn: 3}]\n", 2, "'fn' must be a string or a list of strings"),
     ("name: x\npattern:\n  - {kind: add, optional: yes please}\n", 3, "'optional' must be true or false"),
     ("name: x\npattern: [{kind: conv, kernel_size: three}]\n", 2, "'kernel_size' must be an integer"),
     ("name: x\npattern: [{kind: add}]\nfilters:\n  include: ['layer[']\n", 4, "not a valid regular expression"),
@@ -78,6 +84,19 @@ def test_bad_rules_cite_file_and_line(tmp_path, text, line, needle):
     message = str(info.value)
     assert message.startswith(f"{path}:{line}: "), message
     assert needle in message
+
+
+def test_fn_aliases_load_as_the_canonical_name(tmp_path):
+    path = write(tmp_path, """
+        name: aliases
+        pattern:
+          - {kind: [norm, pool], fn: [batch_norm2d, sync_batch_norm, max_pool2d, max_pool]}
+          - {kind: act, fn: [hard_swish, swish, relu]}
+        se: {act: hard_swish, gate: hard_sigmoid}
+    """)
+    rule = load_rule(str(path))
+    assert [spec.fn for spec in rule.pattern] == [("batch_norm", "max_pool"), ("hardswish", "silu", "relu")]
+    assert (rule.se.act, rule.se.gate) == ("hardswish", "hardsigmoid")
 
 
 def test_yaml_is_loaded_safely(tmp_path):

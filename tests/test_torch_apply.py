@@ -123,7 +123,7 @@ def test_init_random_gives_the_plain_sigmoid_block():
     model, x = build("resnet_tiny")
     new = seinject.apply(model, rule="after_residual", init="random", gate="hard_sigmoid", ratio=4)
     block = new.layer2[0].se
-    assert (block.gain, block.gate_name, block.hidden) == (1.0, "hard_sigmoid", 4)
+    assert (block.gain, block.gate_name, block.hidden) == (1.0, "hardsigmoid", 4)  # the alias, made canonical
     assert max_diff(model, new, x, training=False) > 0
 
 

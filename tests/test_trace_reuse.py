@@ -11,7 +11,8 @@ import torch.nn as nn
 
 import seinject
 from seinject.torch.structure import StructureKeys
-from seinject.torch.trace import _Builder, _ShallowTracer, trace_model
+from seinject.torch.trace import _ShallowTracer
+from seinject.torch.view import _Builder, build_view
 from tests.helpers import max_diff
 
 
@@ -64,7 +65,7 @@ def _net(*blocks: nn.Module) -> nn.Sequential:
 
 
 def _owners(model: nn.Module) -> list[str]:
-    return sorted(name.rpartition(".")[0] for name, _ in seinject.report(model).inserted)
+    return sorted(block.module.rpartition(".")[0] for block in seinject.report(model).inserted)
 
 
 def test_keys_equal_for_modules_built_alike():
@@ -134,7 +135,7 @@ def test_untraceable_blocks_built_alike_are_each_reported():
                 out = out + x
             return self.relu(out)
 
-    traced = trace_model(_net(Untraceable(8, True), Untraceable(8, True)))
+    traced = build_view(_net(Untraceable(8, True), Untraceable(8, True)))
     assert [s.name for s in traced.left_out] == ["1", "2"]
     assert all("not traceable" in s.reason for s in traced.left_out)
 

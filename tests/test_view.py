@@ -21,8 +21,8 @@ def test_identity_shortcut():
     """x ─┬─ conv ─ bn ─(+)   the side with nothing on it is the shortcut"""
     view = GraphView([X, conv("c", "x"), op("b", "norm", "c"), op("a", "add", "b", "x")])
     a = view.node("a")
-    assert (a["residual"], a["branch"], a["shortcut"], a["split"]) == (True, "b", "x", "x")
-    assert a["branch_nodes"] == {"c", "b"} and view.node("c").get("in_residual")
+    assert (a.residual, a.join.branch, a.join.shortcut, a.join.split) == (True, "b", "x", "x")
+    assert a.join.branch_nodes == {"c", "b"} and view.node("c").in_residual
 
 
 def test_projection_shortcut_is_the_lighter_side_whatever_the_operand_order():
@@ -32,19 +32,19 @@ def test_projection_shortcut_is_the_lighter_side_whatever_the_operand_order():
            op("b2", "norm", "c2"), conv("d", "x"), op("db", "norm", "d")]
     for order in (("b2", "db"), ("db", "b2")):
         view = GraphView(ops + [op("a", "add", *order)])
-        assert (view.node("a")["branch"], view.node("a")["shortcut"]) == ("b2", "db")
+        assert (view.node("a").join.branch, view.node("a").join.shortcut) == ("b2", "db")
 
 
 @pytest.mark.parametrize("second", [["x", "x"], ["c"]])
 def test_not_residual_without_two_distinct_inputs(second):
     view = GraphView([X, conv("c", "x"), op("a", "add", *second)])
-    assert not view.node("a")["residual"]
+    assert not view.node("a").residual
 
 
 def test_not_residual_when_channels_differ_or_inputs_never_meet():
     y = RawOp("y", "input", "y", [], shape=(1, 8, 16, 16))
     view = GraphView([X, y, conv("c", "x", out=16), op("a", "add", "c", "x"), op("b", "add", "x", "y")])
-    assert not view.node("a")["residual"] and not view.node("b")["residual"]
+    assert not view.node("a").residual and not view.node("b").residual
 
 
 def test_the_split_is_the_latest_common_ancestor_across_chained_blocks():
@@ -53,7 +53,7 @@ def test_the_split_is_the_latest_common_ancestor_across_chained_blocks():
         ops += [conv(f"c{i}", prev), op(f"a{i}", "add", f"c{i}", prev)]
         prev = f"a{i}"
     view = GraphView(ops)
-    assert [view.node(f"a{i}")["split"] for i in range(5)] == ["x", "a0", "a1", "a2", "a3"]
+    assert [view.node(f"a{i}").join.split for i in range(5)] == ["x", "a0", "a1", "a2", "a3"]
 
 
 def test_channels_flow_through_concat_and_channels_last_permutes():
@@ -62,23 +62,40 @@ def test_channels_flow_through_concat_and_channels_last_permutes():
            RawOp("fc", "linear", "fc", ["ln"], {"out_features": 24}),
            op("back", "reshape", "fc", perm=(0, 3, 1, 2)), op("flat", "reshape", "back")]
     view = GraphView(ops)
-    assert view.node("cat")["channels"] == 12 and view.is_feature_map("cat")
-    assert view.node("p")["layout"] == "cl" and not view.is_feature_map("ln")
-    assert view.node("back")["channels"] == 24 and view.is_feature_map("back")
+    assert view.node("cat").channels == 12 and view.is_feature_map("cat")
+    assert view.node("p").layout == "cl" and not view.is_feature_map("ln")
+    assert view.node("back").channels == 24 and view.is_feature_map("back")
     assert not view.is_feature_map("flat")
 
 
 def test_depth_counts_downsampling_and_depthwise_is_recognised():
     ops = [X, conv("c1", "x", stride=2), conv("dw", "c1", groups=8), op("p", "pool", "dw", stride=(2, 2))]
     view = GraphView(ops)
-    assert [view.node(n)["depth"] for n in ("x", "c1", "dw", "p")] == [0, 1, 1, 2]
-    assert view.node("dw")["depthwise"] and not view.node("c1")["grouped"]
+    assert [view.node(n).depth for n in ("x", "c1", "dw", "p")] == [0, 1, 1, 2]
+    assert view.node("dw").depthwise and not view.node("c1").grouped
 
 
-def test_a_channel_chunk_keeps_channel_counts():
+def test_channel_splits_keep_channel_counts():
     """ShuffleNetV2: x1, x2 = x.chunk(2, dim=1); cat((x1, branch(x2)), 1)"""
-    ops = [X, op("ch", "other", "x", fn="chunk", chunks=2, dim=1),
-           op("x1", "other", "ch", fn="getitem", index=0), op("x2", "other", "ch", fn="getitem", index=1),
+    ops = [X, op("x1", "split", "x", dim=1, parts=2, index=0), op("x2", "split", "x", dim=1, parts=2, index=1),
            conv("c", "x2", out=4, inp=4), op("cat", "concat", "x1", "c", channel_concat=True)]
     view = GraphView(ops)
-    assert view.node("x1")["channels"] == 4 and view.node("cat")["channels"] == 8
+    assert view.node("x1").channels == 4 and view.node("cat").channels == 8
+
+
+@pytest.mark.parametrize("attrs, sizes", [
+    ({"parts": 3}, [3, 3, 2]),            # torch.chunk(3) on 8 channels: ceil(8 / 3) = 3, last smaller
+    ({"step": 5}, [5, 3, None]),          # torch.split(x, 5): 5, then the remaining 3; no third part
+    ({"sizes": (2, 6)}, [2, 6, None]),    # torch.split(x, [2, 6]) / ONNX Split with sizes
+])
+def test_each_part_of_a_channel_split_has_its_own_size(attrs, sizes):
+    ops = [X] + [op(f"p{k}", "split", "x", dim=1, index=k, **attrs) for k in range(3)]
+    view = GraphView(ops)
+    assert [view.node(f"p{k}").channels for k in range(3)] == sizes
+
+
+def test_a_split_along_another_dim_is_not_a_known_feature_map():
+    view = GraphView([X, op("p", "split", "x", dim=2, parts=2, index=0)])
+    assert not view.is_feature_map("p")
+
+

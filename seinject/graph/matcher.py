@@ -70,7 +70,7 @@ def match(rule: Rule, view: GraphView, se: SEConfig | None = None) -> MatchResul
             key = (placed[0].position, placed[0].node, placed[0].consumers)
             candidates.setdefault(key, placed)
     sites = _with_stages(list(candidates.values()))
-    result.sites = _apply_filters(rule, view, sites, se, result.skipped)
+    result.sites = _apply_filters(rule, view, sites, result.skipped)
     return result
 
 
@@ -111,16 +111,16 @@ def _single_use(view: GraphView, node: str) -> bool:
 
 def _accepts(spec: OpSpec, view: GraphView, node: str) -> bool:
     data = view.node(node)
-    attrs = data["attrs"]
-    if data["kind"] not in spec.kinds:
+    attrs = data.attrs
+    if data.kind not in spec.kinds:
         return False
     checks = (
-        (spec.depthwise, lambda: bool(data.get("depthwise"))),
-        (spec.grouped, lambda: bool(data.get("grouped"))),
-        (spec.residual, lambda: bool(data.get("residual"))),
-        (spec.channel_concat, lambda: bool(attrs.get("channel_concat"))),
+        (spec.depthwise, data.depthwise),
+        (spec.grouped, data.grouped),
+        (spec.residual, data.residual),
+        (spec.channel_concat, bool(attrs.get("channel_concat"))),
     )
-    if any(want is not None and want != have() for want, have in checks):
+    if any(want is not None and want != have for want, have in checks):
         return False
     if spec.kernel_size is not None and not _dims_match(attrs.get("kernel_size"), spec.kernel_size):
         return False
@@ -128,7 +128,7 @@ def _accepts(spec: OpSpec, view: GraphView, node: str) -> bool:
         return False
     if spec.fn is not None and attrs.get("fn") not in spec.fn:
         return False
-    channels = data["channels"]
+    channels = data.channels
     if spec.min_channels is not None and (channels is None or channels < spec.min_channels):
         return False
     if spec.max_channels is not None and (channels is None or channels > spec.max_channels):
@@ -157,59 +157,59 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
     position = rule.insert.position
     data = view.node(target)
     if position == "after":
-        node, consumers, label = target, None, data["name"]
+        node, consumers, label = target, None, data.name
         already = _all_se(view, _readers(view, node))
     elif position in ("branch_end", "shortcut"):
-        node, consumers = data["branch" if position == "branch_end" else "shortcut"], (target,)
+        node, consumers = data.join.branch if position == "branch_end" else data.join.shortcut, (target,)
         writer = _writer(view, node)
-        already = view.node(writer)["kind"] == "se"
-        label = view.node(view.inputs(writer)[0] if already and view.inputs(writer) else node)["name"]
+        already = view.node(writer).kind == "se"
+        label = view.node(view.inputs(writer)[0] if already and view.inputs(writer) else node).name
     else:  # branch_start
-        node = data["split"]
-        entry = [u for u in view.consumers(node) if u in data["branch_nodes"]]
+        node = data.join.split
+        entry = [u for u in view.consumers(node) if u in data.join.branch_nodes]
         if not entry:
-            return Skip(data["name"], "residual branch has no entry op")
+            return Skip(name=data.name, reason="residual branch has no entry op")
         consumers = tuple(entry)
         firsts = [r for e in entry for r in _past_noops(view, e)]
         already = _all_se(view, firsts)
         shown = _readers(view, firsts[0]) if already else firsts
-        label = view.node(shown[0] if shown else entry[0])["name"]
+        label = view.node(shown[0] if shown else entry[0]).name
     if already:
-        return Skip(label, "already has SE")
-    channels = view.node(node)["channels"] if view.is_feature_map(node) else None
+        return Skip(name=label, reason="already has SE")
+    channels = view.node(node).channels if view.is_feature_map(node) else None
     if channels is None:
-        return Skip(label, "channel count unknown: the value is not seen as an N×C×… feature map (it "
+        return Skip(name=label, reason="channel count unknown: the value is not seen as an N×C×… feature map (it "
                     "comes through a reshape or an untraced op; example_inputs= gives the shapes at "
                     "module boundaries)")
     site = Site(name=label, rule=rule.name, position=position, node=node, consumers=consumers,
                 channels=channels, hidden=se.hidden_channels(channels),
                 params=se.added_parameters(channels), stage=0)
-    anchor_depth = data["depth"] if position != "after" else view.node(node)["depth"]
+    anchor_depth = data.depth if position != "after" else view.node(node).depth
     return site, anchor_depth
 
 
 def _past_noops(view: GraphView, node: str) -> list[str]:
     """[node], or, when node is an inference no-op, the first real ops reading it."""
-    return _readers(view, node) if view.node(node)["kind"] in _NOOPS else [node]
+    return _readers(view, node) if view.node(node).kind in _NOOPS else [node]
 
 
 def _readers(view: GraphView, node: str, through: frozenset = _NOOPS) -> list[str]:
     """Consumers of node, looking through ops whose kind is in `through`."""
     out = []
     for user in view.consumers(node):
-        out.extend(_readers(view, user, through) if view.node(user)["kind"] in through else [user])
+        out.extend(_readers(view, user, through) if view.node(user).kind in through else [user])
     return out
 
 
 def _writer(view: GraphView, node: str) -> str:
     """The op that produced node's value, looking back through inference no-ops."""
-    while view.node(node)["kind"] in _NOOPS and view.inputs(node):
+    while view.node(node).kind in _NOOPS and view.inputs(node):
         node = view.inputs(node)[0]
     return node
 
 
 def _all_se(view: GraphView, nodes: list[str]) -> bool:
-    return bool(nodes) and all(view.node(n)["kind"] == "se" for n in nodes)
+    return bool(nodes) and all(view.node(n).kind == "se" for n in nodes)
 
 
 def _with_stages(placed: list[tuple[Site, int]]) -> list[Site]:
@@ -227,18 +227,16 @@ def _replace_stage(site: Site, stage: int) -> Site:
 
 
 # -- filters ----------------------------------------------------------------------------
-def _apply_filters(rule: Rule, view: GraphView, sites: list[Site], se: SEConfig,
-                   skipped: list[Skip]) -> list[Site]:
+def _apply_filters(rule: Rule, view: GraphView, sites: list[Site], skipped: list[Skip]) -> list[Site]:
+    """The sites the rule's filters keep; those outside the channel bounds go to `skipped` with the bound."""
     f = rule.filters
-    lowest = max(se.min_channels, f.min_channels or 1)
     kept = []
     for site in sites:
-        if site.channels < lowest:
-            skipped.append(Skip(site.name, f"{site.channels} channels < min_channels {lowest}"))
+        bound = _channel_bound(site.channels, f.min_channels, f.max_channels)
+        if bound:
+            skipped.append(Skip(name=site.name, reason=bound))
             continue
-        if f.max_channels is not None and site.channels > f.max_channels:
-            continue
-        if f.outside_residual and view.node(site.node).get("in_residual"):
+        if f.outside_residual and view.node(site.node).in_residual:
             continue
         if f.include and not any(re.search(p, site.name) for p in f.include):
             continue
@@ -256,3 +254,12 @@ def _apply_filters(rule: Rule, view: GraphView, sites: list[Site], se: SEConfig,
     elif f.offset:
         kept = kept[f.offset:]
     return kept
+
+
+def _channel_bound(channels: int, lowest: int | None, highest: int | None) -> str | None:
+    """The channel bound a site breaks, in words ('512 channels > max_channels 256'), or None."""
+    if lowest is not None and channels < lowest:
+        return f"{channels} channels < min_channels {lowest}"
+    if highest is not None and channels > highest:
+        return f"{channels} channels > max_channels {highest}"
+    return None

@@ -1,11 +1,14 @@
-"""Plan and ApplyReport: what a rule found, what changed, and what was left out.
+"""Plan and ApplyReport: what a rule found, what changed, and what was left out (both backends).
 
+A Plan is a dry run: the sites a rule selects. An ApplyReport holds the Plan it carried
+out plus the blocks inserted, and for ONNX files the verification, paths and timings.
 Both print as readable tables and convert to JSON-ready dicts.
 
 Example:
     >>> from seinject.graph.site import Site
-    >>> plan = Plan("after_residual", [Site("layer1.0.relu_2", "after_residual", "after", "n9",
-    ...             None, 256, 16, 8464, 1)], matched=1)
+    >>> site = Site(name="layer1.0.relu_2", rule="after_residual", position="after", node="n9",
+    ...             consumers=None, channels=256, hidden=16, params=8464, stage=1)
+    >>> plan = Plan(rule="after_residual", sites=[site], matched=1)
     >>> len(plan), plan[0].channels
     (1, 256)
 """
@@ -15,14 +18,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .site import Site, Skip
+from .site import Inserted, Site, Skip
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """The sites a rule selects in a model (a dry run), plus skipped matches and untraced parts.
 
     Behaves as a list of Site; str() is a table; to_dict()/to_json() for machines.
+    input: the model file read (None for a model given in memory); counts_macs: the
+    backend counted MACs per site (ONNX), so the summary says how many the blocks add.
+
+    Example:
+        >>> print(Plan(rule="after_concat", sites=[], matched=2))
+        rule after_concat: 0 site(s), +0 params
+        rule 'after_concat' matched no site (2 pattern matches, all skipped)
     """
 
     rule: str
@@ -31,6 +41,8 @@ class Plan:
     left_out: list[Skip] = field(default_factory=list)
     matched: int = 0
     model_params: int | None = None
+    input: str | None = None
+    counts_macs: bool = False
 
     def __len__(self) -> int:
         return len(self.sites)
@@ -46,15 +58,22 @@ class Plan:
         """Parameters the SE blocks of this plan add."""
         return sum(s.params for s in self.sites)
 
+    @property
+    def added_macs(self) -> int | None:
+        """MACs per sample the blocks add at sites whose spatial size is known (None: not counted)."""
+        return _added_macs(self.sites) if self.counts_macs else None
+
     def to_dict(self) -> dict:
         """JSON-ready summary."""
         return {
             "rule": self.rule,
+            "input": self.input,
             "matched": self.matched,
             "sites": [s.to_dict() for s in self.sites],
             "skipped": [vars(s) for s in self.skipped],
             "left_out": [vars(s) for s in self.left_out],
             "added_params": self.added_params,
+            "added_macs": self.added_macs,
             "model_params": self.model_params,
         }
 
@@ -64,58 +83,191 @@ class Plan:
 
     def table(self) -> str:
         """Sites as an aligned text table."""
-        rows = [(str(i), s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}")
-                for i, s in enumerate(self.sites)]
-        return format_table(("#", "site", "stage", "channels", "hidden", "params"), rows)
+        return sites_table(self.sites)
 
     def summary_lines(self) -> list[str]:
-        lines = []
-        if not self.sites:
-            lines.append(f"rule {self.rule!r} matched no site"
-                         + (f" ({self.matched} pattern matches, all skipped)" if self.matched else ""))
-        for skip in self.skipped:
-            lines.append(f"skipped {skip.name}: {skip.reason}")
-        for part in self.left_out:
-            lines.append(f"left out {part.name}: {part.reason}")
-        return lines
+        """Why nothing matched, skipped matches and parts left out, one line each."""
+        return _summary_lines(self, self.skipped)
 
     def __str__(self) -> str:
         head = f"rule {self.rule}: {len(self.sites)} site(s), +{self.added_params:,} params"
         body = [self.table()] if self.sites else []
+        if self.sites and self.counts_macs:
+            body.append(macs_line(self.sites))
         return "\n".join([head, *body, *self.summary_lines()])
 
 
-@dataclass
-class ApplyReport(Plan):
-    """A Plan that was carried out: module names of the new SE blocks and the parameter share."""
+@dataclass(kw_only=True)
+class ApplyReport:
+    """A Plan carried out: the SE blocks inserted, sites the splice could not take, and the parameter share.
 
-    inserted: list[tuple[str, Site]] = field(default_factory=list)
+    Behaves as a list of Inserted. The ONNX backend also fills the verification
+    result (verified None: not verified, verify_note says why), the file written and
+    the seconds each step took.
+
+    Example:
+        >>> site = Site(name="1", rule="conv_block", position="after", node="n1", consumers=None,
+        ...             channels=16, hidden=1, params=49, stage=1)
+        >>> plan = Plan(rule="conv_block", sites=[site], matched=1, model_params=448)
+        >>> report = ApplyReport(plan=plan, inserted=[Inserted(module="se", site=site)])
+        >>> len(report), report.model_params
+        (1, 497)
+        >>> print(report)
+        rule conv_block: inserted 1 SE block(s)
+        block  site     stage  channels  hidden  params
+        -----  -------  -----  --------  ------  ------
+        se     after 1      1        16       1      49
+        SE params: 49 || all params: 497 || SE%: 9.8592
+    """
+
+    plan: Plan
+    inserted: list[Inserted]
+    splice_skipped: list[Skip] = field(default_factory=list)
+    init: str = "identity"
+    output: str | None = None
+    input_shapes: dict | None = None
+    verified: bool | None = None
+    max_abs_diff: float | None = None
+    verify_note: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.inserted)
+
+    def __iter__(self):
+        return iter(self.inserted)
+
+    def __getitem__(self, index):
+        return self.inserted[index]
+
+    @property
+    def rule(self) -> str:
+        return self.plan.rule
+
+    @property
+    def input(self) -> str | None:
+        return self.plan.input
+
+    @property
+    def skipped(self) -> list[Skip]:
+        """Every site that got no block: the plan's skipped matches, then those the splice could not take."""
+        return self.plan.skipped + self.splice_skipped
+
+    @property
+    def left_out(self) -> list[Skip]:
+        return self.plan.left_out
 
     @property
     def added_params(self) -> int:
-        return sum(s.params for _, s in self.inserted)
+        """Parameters the inserted SE blocks add."""
+        return sum(block.site.params for block in self.inserted)
+
+    @property
+    def added_macs(self) -> int | None:
+        """MACs per sample the inserted blocks add where the spatial size is known (None: not counted)."""
+        return _added_macs(self._inserted_sites()) if self.plan.counts_macs else None
+
+    @property
+    def model_params(self) -> int:
+        """Parameters of the rewritten model."""
+        return (self.plan.model_params or 0) + self.added_params
 
     def trainable_line(self) -> str:
         """peft-style: 'SE params: N || all params: M || SE%: p'."""
-        total = self.model_params or 0
+        total = self.model_params
         share = 100.0 * self.added_params / total if total else 0.0
         return f"SE params: {self.added_params:,} || all params: {total:,} || SE%: {share:.4f}"
 
+    def verification_line(self) -> str:
+        """'verified: max |new - old| = 0 (onnx.checker full_check, onnxruntime)' or why not."""
+        note = f" ({self.verify_note})" if self.verify_note else ""
+        if self.verified is None:
+            return "not verified" + note
+        diff = "n/a" if self.max_abs_diff is None else f"{self.max_abs_diff:.3g}"
+        return f"{'verified' if self.verified else 'VERIFICATION FAILED'}: max |new - old| = {diff}" + note
+
+    def summary_lines(self) -> list[str]:
+        """Why nothing matched, every skipped site (plan and splice) and every part left out, one line each."""
+        return _summary_lines(self.plan, self.skipped)
+
     def to_dict(self) -> dict:
-        data = super().to_dict()
-        data["inserted"] = [{"module": name, **site.to_dict()} for name, site in self.inserted]
-        data["sites"] = data.pop("inserted")
+        """JSON-ready summary: the plan's keys, with "sites" the inserted blocks, plus the outcome."""
+        data = self.plan.to_dict()
+        data.update(
+            sites=[block.to_dict() for block in self.inserted],
+            skipped=[vars(s) for s in self.skipped],
+            added_params=self.added_params,
+            added_macs=self.added_macs,
+            model_params=self.model_params,
+            init=self.init,
+            output=self.output,
+            input_shapes=None if self.input_shapes is None else {k: list(v) for k, v in self.input_shapes.items()},
+            verified=self.verified,
+            max_abs_diff=self.max_abs_diff,
+            verify_note=self.verify_note,
+            seconds={k: round(v, 4) for k, v in self.seconds.items()},
+        )
         return data
 
+    def to_json(self, indent: int = 2) -> str:
+        """The summary as a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent)
+
     def table(self) -> str:
-        rows = [(name, s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}")
-                for name, s in self.inserted]
-        return format_table(("module", "site", "stage", "channels", "hidden", "params"), rows)
+        """Inserted blocks as an aligned text table."""
+        return sites_table(self._inserted_sites(), [block.module for block in self.inserted], label="block")
 
     def __str__(self) -> str:
-        head = f"rule {self.rule}: inserted {len(self.inserted)} SE block(s)"
-        body = [self.table()] if self.inserted else []
-        return "\n".join([head, *body, self.trainable_line(), *self.summary_lines()])
+        lines = [f"rule {self.rule}: inserted {len(self.inserted)} SE block(s)"]
+        if self.inserted:
+            lines.append(self.table())
+        lines.append(self.trainable_line())
+        if self.plan.counts_macs:
+            lines.append(macs_line(self._inserted_sites()))
+        if self.inserted and (self.verified is not None or self.verify_note):
+            lines.append(self.verification_line())
+        if self.output:
+            lines.append(f"wrote {self.output}")
+        return "\n".join([*lines, *self.summary_lines()])
+
+    def _inserted_sites(self) -> list[Site]:
+        return [block.site for block in self.inserted]
+
+
+def sites_table(sites: list[Site], labels: list[str] | None = None, label: str = "#") -> str:
+    """One row per site: its label (the index unless given), placement, stage, channels, hidden
+    width, params, and MACs when some site has them ('?' where the spatial size is symbolic).
+
+    Example:
+        >>> a = Site(name="a", rule="r", position="after", node="n1", consumers=None,
+        ...          channels=64, hidden=4, params=580, stage=1, macs=8704)
+        >>> print(sites_table([a]))
+        #  site     stage  channels  hidden  params   MACs
+        -  -------  -----  --------  ------  ------  -----
+        0  after a      1        64       4     580  8,704
+    """
+    labels = labels if labels is not None else [str(i) for i in range(len(sites))]
+    with_macs = any(s.macs is not None for s in sites)
+    header = (label, "site", "stage", "channels", "hidden", "params") + (("MACs",) if with_macs else ())
+    rows = [(name, s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}")
+            + ((_count(s.macs),) if with_macs else ()) for name, s in zip(labels, sites)]
+    return format_table(header, rows)
+
+
+def macs_line(sites: list[Site]) -> str:
+    """'added MACs per sample: N', noting sites whose spatial size is symbolic (FC MACs only there).
+
+    Example:
+        >>> site = Site(name="a", rule="r", position="after", node="v", consumers=None,
+        ...             channels=64, hidden=4, params=580, stage=1)
+        >>> macs_line([site])
+        'added MACs per sample: 512 + pool and scale at 1 site(s) with a symbolic spatial size (give input shapes)'
+    """
+    unknown = sum(s.macs is None for s in sites)
+    total = sum(s.macs if s.macs is not None else 2 * s.channels * s.hidden for s in sites)
+    line = f"added MACs per sample: {total:,}"
+    return line + (f" + pool and scale at {unknown} site(s) with a symbolic spatial size (give input shapes)"
+                   if unknown else "")
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -135,3 +287,21 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
                          for c, w, num in zip(cells, widths, numeric)).rstrip()
 
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def _summary_lines(plan: Plan, skipped: list[Skip]) -> list[str]:
+    lines = []
+    if not plan.sites:
+        lines.append(f"rule {plan.rule!r} matched no site"
+                     + (f" ({plan.matched} pattern matches, all skipped)" if plan.matched else ""))
+    lines += [f"skipped {skip.name}: {skip.reason}" for skip in skipped]
+    lines += [f"left out {part.name}: {part.reason}" for part in plan.left_out]
+    return lines
+
+
+def _added_macs(sites: list[Site]) -> int:
+    return sum(s.macs for s in sites if s.macs)
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"

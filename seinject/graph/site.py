@@ -1,14 +1,15 @@
-"""Site: one place where an SE block goes, as the matcher finds it.
+"""Site, Skip and SpliceResult: where SE blocks go, what gets none and why, and what a splice did.
 
 Example:
-    >>> s = Site("layer1.0.bn3", "residual_branch", "branch_end", "n7", ("n9",), 256, 16, 8464, 1)
+    >>> s = Site(name="layer1.0.bn3", rule="residual_branch", position="branch_end", node="n7",
+    ...          consumers=("n9",), channels=256, hidden=16, params=8464, stage=1)
     >>> s.describe()
     'on layer1.0.bn3 → residual add'
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 _WORDING = {
     "after": "after {name}",
@@ -18,16 +19,19 @@ _WORDING = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Site:
     """Where one SE block goes and what it costs.
 
     name: qualified name of the op the SE block follows (for branch_start: precedes).
     node: view id of the value SE scales; consumers: view ids that will read the SE
-    output instead (None: every consumer of node).
+    output instead (None: every consumer of node). macs: multiply-accumulates per
+    sample the block adds, where the backend counts them and the spatial size is known
+    (the ONNX backend), else None.
 
     Example:
-        >>> Site("features.2", "conv_block", "after", "n3", None, 16, 1, 49, 1).params
+        >>> Site(name="features.2", rule="conv_block", position="after", node="n3", consumers=None,
+        ...      channels=16, hidden=1, params=49, stage=1).params
         49
     """
 
@@ -40,13 +44,14 @@ class Site:
     hidden: int
     params: int
     stage: int
+    macs: int | None = None
 
     def describe(self) -> str:
         """Where the block goes, in words."""
         return _WORDING[self.position].format(name=self.name)
 
     def to_dict(self) -> dict:
-        """JSON-ready form."""
+        """JSON-ready form (without the view ids)."""
         data = asdict(self)
         data["placement"] = self.describe()
         data.pop("node")
@@ -54,14 +59,49 @@ class Site:
         return data
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Skip:
-    """A match that gets no SE block, and why.
+    """A match or a part of the model that gets no SE block, and why.
 
     Example:
-        >>> Skip("layer1.0.relu_2", "already has SE").reason
+        >>> Skip(name="layer1.0.relu_2", reason="already has SE").reason
         'already has SE'
     """
 
     name: str
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inserted:
+    """One SE block a rewrite added: its name and the site it sits at.
+
+    module: the qualified name of the new SqueezeExcite module (torch) or the name
+    prefix of the block's nodes (ONNX, e.g. 'seinject/layer1.0.relu_1').
+
+    Example:
+        >>> site = Site(name="1", rule="conv_block", position="after", node="n1", consumers=None,
+        ...             channels=16, hidden=1, params=49, stage=1)
+        >>> Inserted(module="se", site=site).to_dict()["module"]
+        'se'
+    """
+
+    module: str
+    site: Site
+
+    def to_dict(self) -> dict:
+        """The site's JSON-ready form with the block's name first."""
+        return {"module": self.module, **self.site.to_dict()}
+
+
+@dataclass(kw_only=True)
+class SpliceResult:
+    """What a backend's splice did: the blocks it inserted, in site order, and the sites it could not take.
+
+    Example:
+        >>> SpliceResult().inserted
+        []
+    """
+
+    inserted: list[Inserted] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)

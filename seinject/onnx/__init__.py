@@ -21,20 +21,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .report import OnnxPlan, OnnxReport
+from ..graph.report import ApplyReport, Plan
 
-__all__ = ["apply", "plan", "apply_file", "verify", "OnnxPlan", "OnnxReport"]
+__all__ = ["apply", "plan", "apply_file", "verify", "Plan", "ApplyReport"]
 
 
 def plan(model: Any, rule: Any = "after_residual", *, input_shapes: "dict | str | None" = None,
-         **overrides: Any) -> OnnxPlan:
+         **overrides: Any) -> Plan:
     """Dry run: where `rule` would put SE blocks in an ONNX model (a path, bytes, ModelProto,
     onnx_graphsurgeon.Graph or onnx_ir.Model); nothing is changed or written.
 
     input_shapes ({input name: dims}; "auto": none given) fixes symbolic dims for shape
     inference, the others taking 2 for the batch dim and 64 otherwise, as verification
-    does; MACs need the spatial size (without input_shapes they show "?" where it is symbolic).
-    Overrides are the rule's `se:` settings and filters, as in apply.
+    does; MACs need the spatial size (without input_shapes a site's `macs` is None where it is
+    symbolic). Overrides are the rule's `se:` settings and filters, as in apply.
 
     Example:
         >>> import onnx
@@ -59,12 +59,12 @@ def apply(model: Any, rule: Any = "after_residual", *, inplace: bool = False, st
     (a ModelProto for a ModelProto or a path, bytes for bytes, a Graph for an onnx_graphsurgeon
     Graph, an onnx_ir Model for one). A ModelProto is copied unless inplace=True.
 
-    Keyword overrides change the rule's `se:` settings (ratio, divisor, min_hidden,
-    min_channels, act, gate, init) and filters (include, exclude, stages, first, last,
-    every, offset, max_channels, outside_residual). seed drives init="random".
+    Keyword overrides change the rule's `se:` settings (ratio, divisor, min_hidden, act,
+    gate, init) and filters (include, exclude, stages, first, last, every, offset,
+    min_channels, max_channels, outside_residual). seed drives init="random".
     strict=True raises NoSitesError when nothing is inserted (else a SEInjectWarning).
     verify=True runs both models in onnxruntime and fails on any difference (identity init).
-    return_report=True returns (model, OnnxReport).
+    return_report=True returns (model, ApplyReport).
 
     Example:
         >>> import onnx, numpy as np, onnxruntime as ort
@@ -74,8 +74,8 @@ def apply(model: Any, rule: Any = "after_residual", *, inplace: bool = False, st
         ...     y = Relu(c)
         ...   }''')
         >>> new, report = apply(model, rule="conv_block", ratio=4, return_report=True)
-        >>> [name for name, _ in report.inserted]
-        ['seinject/y']
+        >>> [block.module for block in report], report.added_params
+        (['seinject/y'], 7)
         >>> x = np.random.randn(2, 2, 5, 7).astype(np.float32)
         >>> def run(m):
         ...     session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -92,7 +92,7 @@ def apply(model: Any, rule: Any = "after_residual", *, inplace: bool = False, st
 def apply_file(src: "str | Path", dst: "str | Path", rule: Any = "after_residual", *, verify: bool = True,
                overwrite: bool = False, strict: bool = False, seed: int = 0,
                input_shapes: dict | None = None, atol: float = 1e-6, rtol: float = 1e-5,
-               opt_level: str = "basic", external_data: bool | None = None, **overrides: Any) -> OnnxReport:
+               opt_level: str = "basic", external_data: bool | None = None, **overrides: Any) -> ApplyReport:
     """Rewrite the file `src` into `dst` as the `seinject onnx` command does; returns the report.
 
     src is never modified. dst is written to a temporary file beside it, checked

@@ -24,6 +24,7 @@ import logging
 import math
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,11 +32,12 @@ import onnx
 
 from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
 from ..graph.matcher import match
+from ..graph.report import ApplyReport, Plan
+from ..graph.site import Site
 from ..rule.overrides import resolve_rule
 from ..rule.schema import Rule
 from .load import (EXTERNAL_THRESHOLD, PROTOBUF_LIMIT, LoadedModel, StagedOutput, load_model, same_file,
                    tensor_bytes)
-from .report import OnnxPlan, OnnxReport
 from .splice import splice
 from .verify import SYMBOLIC_BATCH, SYMBOLIC_OTHER, check, compare
 from .view import OnnxGraph, build_view
@@ -44,17 +46,14 @@ log = logging.getLogger("seinject")
 
 
 def plan(model: Any, rule: "str | Rule" = "after_residual", *, input_shapes: "dict | str | None" = None,
-         **overrides: Any) -> OnnxPlan:
+         **overrides: Any) -> Plan:
     """Where `rule` would insert SE blocks; nothing is changed. See seinject.onnx.plan."""
     resolved = resolve_rule(rule, overrides)
     loaded, _ = _coerce(model, inplace=True, with_data=False)
     auto = input_shapes == "auto"
     shapes = concrete_input_shapes(loaded.model, None if auto else input_shapes) if input_shapes else None
     graph = build_view(loaded.model, shapes)
-    found = match(resolved, graph.view)
-    return OnnxPlan(resolved.name, found.sites, found.skipped, [], found.matched,
-                    _param_count(loaded.model), macs=[_macs(graph, s, resolved) for s in found.sites],
-                    model=str(loaded.path) if loaded.path else None)
+    return _plan_of(loaded, graph, resolved)
 
 
 def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = False, strict: bool = False,
@@ -80,7 +79,7 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
 def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after_residual", *,
                verify: bool = True, overwrite: bool = False, strict: bool = False, seed: int = 0,
                input_shapes: dict | None = None, atol: float = 1e-6, rtol: float = 1e-5,
-               opt_level: str = "basic", external_data: bool | None = None, **overrides: Any) -> OnnxReport:
+               opt_level: str = "basic", external_data: bool | None = None, **overrides: Any) -> ApplyReport:
     """Rewrite the file src into dst, safely; returns the report. See seinject.onnx.apply_file."""
     src, dst = Path(src), Path(dst)
     if dst.is_dir():
@@ -94,7 +93,7 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
     seconds["load"] = time.perf_counter() - start
     shapes = concrete_input_shapes(loaded.model, input_shapes)
     report = _rewrite(loaded, resolved, shapes, seed, strict, seconds=seconds, stacklevel=4)
-    report.input, report.input_shapes = str(src), shapes
+    report.input_shapes = shapes
     if not report.inserted:
         report.verify_note = "nothing inserted, nothing written"
         return report
@@ -126,22 +125,19 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
 
 
 def _rewrite(loaded: LoadedModel, resolved: Rule, input_shapes, seed: int, strict: bool,
-             seconds: dict | None = None, stacklevel: int = 3) -> OnnxReport:
+             seconds: dict | None = None, stacklevel: int = 3) -> ApplyReport:
     seconds = seconds if seconds is not None else {}
     start = time.perf_counter()
-    params_before = _param_count(loaded.model)
     graph = build_view(loaded.model, input_shapes)
     seconds["view"] = time.perf_counter() - start
     start = time.perf_counter()
-    found = match(resolved, graph.view)
-    macs = {s: _macs(graph, s, resolved) for s in found.sites}
+    planned = _plan_of(loaded, graph, resolved)
     seconds["match"] = time.perf_counter() - start
     start = time.perf_counter()
-    done = splice(graph, found.sites, resolved.se, seed)
+    done = splice(graph, planned.sites, resolved.se, seed)
     seconds["splice"] = time.perf_counter() - start
-    report = OnnxReport(resolved.name, found.sites, found.skipped + done.skipped, [], found.matched,
-                        params_before + sum(s.params for _, s in done.inserted), inserted=done.inserted,
-                        macs=[macs[s] for _, s in done.inserted], seconds=seconds, init=resolved.se.init)
+    report = ApplyReport(plan=planned, inserted=done.inserted, splice_skipped=done.skipped, init=resolved.se.init,
+                         seconds=seconds)
     where = str(loaded.path) if loaded.path else "the model"
     if not done.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {where}: "
@@ -211,7 +207,15 @@ def named_input_shapes(model: onnx.ModelProto, given: dict | None) -> dict | Non
     return {k: tuple(int(d) for d in v) for k, v in out.items()}
 
 
-def _macs(graph: OnnxGraph, site, rule: Rule) -> int | None:
+def _plan_of(loaded: LoadedModel, graph: OnnxGraph, resolved: Rule) -> Plan:
+    """Match the rule on the view; sites carry their MACs, model_params counts the model before any change."""
+    found = match(resolved, graph.view)
+    return Plan(rule=resolved.name, sites=[replace(s, macs=_macs(graph, s, resolved)) for s in found.sites],
+                skipped=found.skipped, matched=found.matched, model_params=_param_count(loaded.model),
+                input=str(loaded.path) if loaded.path else None, counts_macs=True)
+
+
+def _macs(graph: OnnxGraph, site: Site, rule: Rule) -> int | None:
     dims = graph.shapes.get(site.node, (None, None))[0]
     if not dims or len(dims) < 3 or not all(isinstance(d, int) for d in dims[2:]):
         return None

@@ -7,7 +7,7 @@ Only ops whose signature is stable from opset 11 on (GlobalAveragePool rather th
 ReduceMean, Conv, Relu, Clip with inputs, Sigmoid, HardSigmoid, Mul); the same nodes
 serve 1d, 2d and 3d feature maps (the 1×1 kernels get one dim per spatial axis) and
 any batch or spatial size. With init="identity" the second conv is zero and gain is 2:
-the gate is 2·sigmoid(0) = 1 (or 2·hard_sigmoid(0) = 1) and y equals x bit for bit.
+the gate is 2·sigmoid(0) = 1 (or 2·hardsigmoid(0) = 1) and y equals x bit for bit.
 With init="random" there is no gain node and both convs get torch.nn.Linear's
 default init from a seeded generator.
 
@@ -102,7 +102,7 @@ def _activation(out: "_Builder", act: str, x: str, opset: int) -> str:
                                         out.const("act.max", np.array(6.0))])
     if act == "silu":
         return out.node("act", "Mul", [x, out.node("act.sigmoid", "Sigmoid", [x])])
-    if act == "hard_swish":
+    if act == "hardswish":
         if opset >= 14:
             return out.node("act", "HardSwish", [x])
         gate = out.node("act.hardsigmoid", "HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)

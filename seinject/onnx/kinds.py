@@ -1,8 +1,8 @@
 """Label ONNX op types with the backend-neutral kinds of seinject.rule.kinds, and read their attrs.
 
 The table below is the whole mapping; `classify` adds the facts rules test
-(channels, groups, kernel, stride, activation fn, channel concat) from the node's
-attributes and the dims of its constant inputs.
+(channels, groups, kernel, stride, the act/norm/pool fn of seinject.rule.kinds.FN_NAMES,
+channel concat) from the node's attributes and the dims of its constant inputs.
 
 Example:
     >>> import onnx.helper as h
@@ -33,15 +33,21 @@ _TABLE = {
     "identity": ("Identity",),
     "reshape": ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"),
     "shape": ("Shape", "Size"),
+    "split": ("Split",),
 }
 KIND_OF = {op: kind for kind, ops in _TABLE.items() for op in ops}
 ACT_FN = {"Relu": "relu", "LeakyRelu": "leaky_relu", "PRelu": "prelu", "Elu": "elu", "Selu": "selu",
           "Celu": "celu", "Sigmoid": "sigmoid", "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish",
           "Tanh": "tanh", "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish", "Gelu": "gelu",
           "ThresholdedRelu": "thresholded_relu", "Swish": "silu"}
+NORM_FN = {"BatchNormalization": "batch_norm", "InstanceNormalization": "instance_norm",
+           "LayerNormalization": "layer_norm", "GroupNormalization": "group_norm", "LpNormalization": "lp_norm",
+           "LRN": "local_response_norm", "MeanVarianceNormalization": "mean_variance_norm",
+           "RMSNormalization": "rms_norm"}
+# GlobalLpPool is an LpPool whose kernel is the whole map: torch has no adaptive form of it.
 POOL_FN = {"MaxPool": "max_pool", "AveragePool": "avg_pool", "LpPool": "lp_pool",
            "GlobalAveragePool": "adaptive_avg_pool", "GlobalMaxPool": "adaptive_max_pool",
-           "GlobalLpPool": "adaptive_lp_pool"}
+           "GlobalLpPool": "lp_pool"}
 
 # name -> TensorProto of a constant input; name -> (dims, elem_type) of any value
 Constants = dict
@@ -84,6 +90,8 @@ def classify(node: onnx.NodeProto, constants: Constants, shapes: Shapes) -> tupl
         facts.update(extra)
     elif op in ACT_FN:
         facts["fn"] = ACT_FN[op]
+    elif op in NORM_FN:
+        facts["fn"] = NORM_FN[op]
     return kind, {k: v for k, v in facts.items() if v is not None}
 
 
@@ -149,10 +157,26 @@ def _scalar(name: str, constants: Constants) -> float | None:
 
 
 def _pool(node, attrs, constants, shapes, kind):
+    """A pool; MaxPool/AveragePool over the whole map is adaptive, as torch exports AdaptiveMaxPool2d(1)."""
     kernel = attrs.get("kernel_shape")
     stride = attrs.get("strides") or ([1] * len(kernel) if kernel else None)
-    return kind, {"fn": POOL_FN[node.op_type], "kernel_size": tuple(kernel) if kernel else None,
+    fn = POOL_FN[node.op_type]
+    if fn in ("max_pool", "avg_pool") and _covers_map(node, attrs, kernel, shapes):
+        fn = "adaptive_" + fn
+    return kind, {"fn": fn, "kernel_size": tuple(kernel) if kernel else None,
                   "stride": tuple(stride) if stride else None}
+
+
+def _covers_map(node, attrs, kernel, shapes) -> bool:
+    """True when the unpadded, undilated kernel spans the input's whole (known) spatial map."""
+    dims = _dims(node.input[0], {}, shapes)
+    if not kernel or not dims or len(dims) != len(kernel) + 2:
+        return False
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    if any(attrs.get("pads", ())) or any(d != 1 for d in attrs.get("dilations", ())) or \
+            (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) not in ("NOTSET", "VALID"):
+        return False
+    return list(dims[2:]) == list(kernel)
 
 
 def _reduce(node, attrs, constants, shapes, kind):
@@ -193,10 +217,23 @@ def _sum(node, attrs, constants, shapes, kind):
     return ("add" if len(node.input) == 2 else "other"), {}
 
 
+def _split(node, attrs, constants, shapes, kind):
+    """Split along `axis`: the part sizes when the 'split' attribute or input gives them."""
+    axis = int(attrs.get("axis", 0))
+    if axis < 0:
+        rank = _rank(node.input[0], shapes)
+        axis = axis + rank if rank is not None else axis
+    sizes = attrs.get("split")
+    if sizes is None and len(node.input) > 1 and node.input[1]:
+        value = _value(node.input[1], constants)
+        sizes = None if value is None else [int(s) for s in value.reshape(-1)]
+    return kind, {"dim": axis, "sizes": tuple(sizes) if sizes else None, "parts": len(node.output)}
+
+
 _HANDLERS: dict[str, Callable] = {
     "Conv": _conv, "ConvTranspose": _conv, "Clip": _clip,
     "MaxPool": _pool, "AveragePool": _pool, "LpPool": _pool, "GlobalAveragePool": _pool,
     "GlobalMaxPool": _pool, "GlobalLpPool": _pool,
     "ReduceMean": _reduce, "ReduceMax": _reduce, "Concat": _concat, "Gemm": _linear, "MatMul": _linear,
-    "Sum": _sum,
+    "Sum": _sum, "Split": _split,
 }

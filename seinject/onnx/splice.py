@@ -25,29 +25,20 @@ Example:
     >>> graph = build_view(model)
     >>> rule = load_rule("after_residual")
     >>> done = splice(graph, match(rule, graph.view).sites, rule.se)
-    >>> [block for block, _ in done.inserted], model.graph.node[-1].name
+    >>> [block.module for block in done.inserted], model.graph.node[-1].name
     (['seinject/y'], 'seinject/y/scale')
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from onnx import TensorProto
 
 from .block import DTYPES, NAME_PREFIX, SEBlock, build_se
 from ..rule.config import SEConfig
-from ..graph.site import Site, Skip
+from ..graph.site import Inserted, Site, Skip, SpliceResult
 from .view import OnnxGraph
-
-
-@dataclass
-class SpliceResult:
-    """SE blocks inserted as (block name, site), and sites that could not take one."""
-
-    inserted: list[tuple[str, Site]] = field(default_factory=list)
-    skipped: list[Skip] = field(default_factory=list)
 
 
 def splice(graph: OnnxGraph, sites: list[Site], config: SEConfig, seed: int = 0) -> SpliceResult:
@@ -69,7 +60,7 @@ def splice(graph: OnnxGraph, sites: list[Site], config: SEConfig, seed: int = 0)
         value = site.node
         reason = _unsupported(graph, site)
         if reason:
-            result.skipped.append(Skip(site.name, reason))
+            result.skipped.append(Skip(name=site.name, reason=reason))
             continue
         readers = _readers(graph, site)
         block_name = _fresh(f"{NAME_PREFIX}{site.name}", taken)
@@ -93,7 +84,7 @@ def splice(graph: OnnxGraph, sites: list[Site], config: SEConfig, seed: int = 0)
                         node.input[k] = block.output
         model.graph.initializer.extend(block.initializers)
         after[producer].append(block)
-        result.inserted.append((block_name, site))
+        result.inserted.append(Inserted(module=block_name, site=site))
     if after:
         _rebuild(graph, after)
     return result
@@ -118,7 +109,7 @@ def _rank(graph: OnnxGraph, value: str) -> int | None:
     dims = graph.shapes.get(value, (None, None))[0]
     if dims is not None:
         return len(dims)
-    kernel = graph.view.node(value)["attrs"].get("kernel_size") if value in graph.view.graph else None
+    kernel = graph.view.node(value).attrs.get("kernel_size") if value in graph.view else None
     return len(kernel) + 2 if kernel else None
 
 

@@ -18,28 +18,26 @@ Example:
     ...     y = Add(c, x)
     ...   }''')
     >>> graph = build_view(model)
-    >>> graph.view.node("y")["residual"], graph.view.node("c")["channels"]
+    >>> graph.view.node("y").residual, graph.view.node("c").channels
     (True, 2)
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import onnx
 from onnx import helper
 
-from .block import se_tag
-from ..errors import ModelError
 from ..graph.view import GraphView, RawOp
 from . import shapes as shape_inference
+from .block import se_tag
 from .kinds import classify
 from .names import Scope, readable_names, scope_of
+from .wiring import Wiring, outer_names, topological_order, wiring
 
 NOT_DATA_OPS = frozenset({"Shape", "Size"})
-SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})  # ai.onnx ops with graph attributes
 GATE_FUSION = {"Sigmoid": "silu", "HardSigmoid": "hardswish"}
 
 
@@ -81,84 +79,96 @@ def build_view(model: onnx.ModelProto, input_shapes: dict[str, tuple] | None = N
         >>> len(build_view(h.make_model(h.make_graph([], "g", [], []))).view)
         0
     """
-    graph = model.graph
-    nodes = graph.node
     shapes = shape_inference.infer(model, input_shapes)
-    constants = {t.name: t for t in graph.initializer}
     order = topological_order(model)
-    producer: dict[str, int] = {}
-    consumers: dict[str, list[int]] = defaultdict(list)
-    implicit: dict[str, list[int]] = defaultdict(list)
+    wires = wiring(model.graph.node, order)
+    ops = _Ops(model, shapes, wires, order)
     for i in order:
-        node = nodes[i]
-        for out in node.output:
-            if out:
-                producer[out] = i
-        for name in node.input:
-            if name:
-                consumers[name].append(i)
-        for name in _outer_names(node):
-            implicit[name].append(i)
-    fused = _fused_gates(nodes, order, producer, consumers, {o.name for o in graph.output})
-    fused_gates = set(fused.values())
-    tags = {i: tag for i in order if (tag := se_tag(nodes[i])) is not None}
-    se_blocks: dict[str, list[int]] = defaultdict(list)
-    for i, (block, _) in tags.items():
-        se_blocks[block].append(i)
+        ops.add_node(i)
+    _name_ops(ops.ops, ops.scopes)
+    return OnnxGraph(model, GraphView(ops.ops), order, wires.producer, wires.consumers, wires.implicit,
+                     ops.members, shapes, default_opset(model), dict(ops.se_blocks))
 
-    ops: list[RawOp] = []
-    scopes: list[Scope | None] = []
-    data: dict[str, str] = {}          # value name -> view id of the op that makes it
-    members: dict[str, list[int]] = {}
-    initializer_names = set(constants)
-    for value in graph.input:
-        if value.name in initializer_names:
-            continue
-        entry = shapes.get(value.name)
-        ops.append(RawOp(value.name, "input", value.name, [], {}, shape=entry[0] if entry else None))
-        scopes.append(None)
-        data[value.name] = value.name
-    for i in order:
-        node = nodes[i]
+
+class _Ops:
+    """RawOps of a graph's nodes, in topological order, with the node indices behind each op."""
+
+    def __init__(self, model: onnx.ModelProto, shapes: dict, wires: Wiring, order: list[int]):
+        graph = model.graph
+        self.nodes = graph.node
+        self.shapes = shapes
+        self.constants = {t.name: t for t in graph.initializer}
+        self.fused = _fused_gates(self.nodes, order, wires, {o.name for o in graph.output})
+        self.fused_gates = set(self.fused.values())
+        self.tags = {i: tag for i in order if (tag := se_tag(self.nodes[i])) is not None}
+        self.se_blocks: dict[str, list[int]] = defaultdict(list)
+        for i, (block, _) in self.tags.items():
+            self.se_blocks[block].append(i)
+        self.ops: list[RawOp] = []
+        self.scopes: list[Scope | None] = []
+        self.data: dict[str, str] = {}  # value name -> view id of the op that makes it
+        self.members: dict[str, list[int]] = {}  # view id -> node indices making up that op
+        for value in graph.input:
+            if value.name not in self.constants:
+                self.emit(RawOp(value.name, "input", value.name, [], {}, shape=self._dims(value.name)), None, [])
+
+    def emit(self, op: RawOp, scope: Scope | None, members: list[int]) -> None:
+        self.ops.append(op)
+        self.scopes.append(scope)
+        self.members[op.id] = members
+        self.data[op.id] = op.id
+
+    def add_node(self, i: int) -> None:
+        """The op(s) of node i, or none for constants, shape arithmetic and fused gates."""
+        node = self.nodes[i]
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             tensor = _constant_tensor(node)
             if tensor is not None:
-                constants[node.output[0]] = tensor
-            continue
-        ins = [n for n in (*node.input, *_outer_names(node)) if n in data]
+                self.constants[node.output[0]] = tensor
+            return
+        ins = [n for n in (*node.input, *outer_names(node)) if n in self.data]
         if not ins or node.op_type in NOT_DATA_OPS:
-            if node.op_type == "Identity" and node.input and node.input[0] in constants:
-                constants[node.output[0]] = constants[node.input[0]]
-            continue
-        if i in tags:
-            op = _se_op(nodes, i, tags[i], data)
-            if op is None:
-                continue
-            members[op.id] = se_blocks[tags[i][0]]
-            ops.append(op)
-            scopes.append(None)
-            continue
-        if i in fused_gates:
-            continue  # the sigmoid of x·sigmoid(x): part of the act op at its Mul
-        kind, attrs = classify(node, constants, shapes)
+            if node.op_type == "Identity" and node.input and node.input[0] in self.constants:
+                self.constants[node.output[0]] = self.constants[node.input[0]]
+            return
+        if i in self.tags:
+            self._add_se(i)
+        elif i not in self.fused_gates:  # a fused gate is part of the act op at its Mul
+            self._add_op(i, node, ins)
+
+    def _add_se(self, i: int) -> None:
+        """One op of kind se for a tagged block, emitted at its scale node (its last)."""
+        block, role = self.tags[i]
+        node = self.nodes[i]
+        if role != "scale" or node.input[0] not in self.data:
+            return
+        op = RawOp(node.output[0], "se", block, [self.data[node.input[0]]], {"block": block}, ref=i)
+        self.emit(op, None, self.se_blocks[block])
+
+    def _add_op(self, i: int, node: onnx.NodeProto, ins: list[str]) -> None:
+        kind, attrs = classify(node, self.constants, self.shapes)
+        inputs = [self.data[n] for n in ins]
+        if kind == "split":  # one op per part, as the torch backend sees x.chunk(n)[k]
+            for k, out in enumerate(node.output):
+                if out:
+                    part = RawOp(out, "split", "", inputs[:1], {**attrs, "index": k}, shape=self._dims(out), ref=i)
+                    self.emit(part, scope_of(node), [i])
+            return
         op_id = node.output[0] if node.output and node.output[0] else f"#node{i}"
         group = [i]
-        if i in fused:
-            gate = nodes[fused[i]]
+        if i in self.fused:
+            gate = self.nodes[self.fused[i]]
             kind, attrs = "act", {"op_type": node.op_type, "fn": GATE_FUSION[gate.op_type]}
-            ins = [n for n in ins if n != gate.output[0]]
-            group = [fused[i], i]
-        entry = shapes.get(op_id)
-        ops.append(RawOp(op_id, kind, "", [data[n] for n in ins], attrs,
-                         shape=entry[0] if entry else None, ref=i))
-        scopes.append(scope_of(node))
-        members[op_id] = group
+            inputs = [self.data[n] for n in ins if n != gate.output[0]]
+            group = [self.fused[i], i]
+        self.emit(RawOp(op_id, kind, "", inputs, attrs, shape=self._dims(op_id), ref=i), scope_of(node), group)
         for out in node.output:
             if out:
-                data[out] = op_id
-    _name_ops(ops, scopes)
-    return OnnxGraph(model, GraphView(ops), order, producer, dict(consumers), dict(implicit), members,
-                     shapes, default_opset(model), dict(se_blocks))
+                self.data[out] = op_id
+
+    def _dims(self, value: str) -> tuple | None:
+        entry = self.shapes.get(value)
+        return entry[0] if entry else None
 
 
 def _name_ops(ops: list[RawOp], scopes: list[Scope | None]) -> None:
@@ -168,21 +178,7 @@ def _name_ops(ops: list[RawOp], scopes: list[Scope | None]) -> None:
         ops[i].name = name
 
 
-def _se_op(nodes, i: int, tag: tuple[str, str], data: dict) -> RawOp | None:
-    """One op of kind se for a tagged block, emitted at its scale node (its last)."""
-    block, role = tag
-    if role != "scale":
-        return None
-    node = nodes[i]
-    scaled = node.input[0]
-    if scaled not in data:
-        return None
-    out = node.output[0]
-    data[out] = out
-    return RawOp(out, "se", block, [data[scaled]], {"block": block}, ref=i)
-
-
-def _fused_gates(nodes, order: list[int], producer: dict, consumers: dict, outputs: set[str]) -> dict[int, int]:
+def _fused_gates(nodes, order: list[int], wires: Wiring, outputs: set[str]) -> dict[int, int]:
     """Mul index → gate index for x·sigmoid(x) / x·hardsigmoid(x) where the gate feeds only the Mul."""
     fused = {}
     for i in order:
@@ -190,7 +186,7 @@ def _fused_gates(nodes, order: list[int], producer: dict, consumers: dict, outpu
         if node.op_type != "Mul" or len(node.input) != 2 or se_tag(node) is not None:
             continue
         for a, b in (node.input, reversed(node.input)):
-            gate_index = producer.get(b)
+            gate_index = wires.producer.get(b)
             if gate_index is None:
                 continue
             gate = nodes[gate_index]
@@ -198,7 +194,7 @@ def _fused_gates(nodes, order: list[int], producer: dict, consumers: dict, outpu
                 continue
             if gate.op_type == "HardSigmoid" and not _torch_hardsigmoid(gate):
                 continue
-            if consumers.get(b) == [i]:
+            if wires.consumers.get(b) == [i]:
                 fused[i] = gate_index
                 break
     return fused
@@ -222,65 +218,3 @@ def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
             kind = onnx.TensorProto.FLOAT if attr.name == "value_floats" else onnx.TensorProto.INT64
             return helper.make_tensor(node.output[0], kind, [len(value)], value)
     return None
-
-
-def _outer_names(node: onnx.NodeProto) -> list[str]:
-    """Values of the enclosing graph that a node's subgraphs (If/Loop/Scan bodies) read."""
-    names: list[str] = []
-    if node.op_type not in SUBGRAPH_OPS and node.domain in ("", "ai.onnx"):
-        return names
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in graphs:
-            names.extend(_free_names(sub))
-    return names
-
-
-def _free_names(graph: onnx.GraphProto) -> list[str]:
-    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    free: list[str] = []
-    for node in graph.node:
-        for name in (*node.input, *_outer_names(node)):
-            if name and name not in defined and name not in free:
-                free.append(name)
-        defined.update(node.output)
-    return free
-
-
-def topological_order(model: onnx.ModelProto) -> list[int]:
-    """Node indices in topological order: the stored order when it is one, else Kahn's (stable).
-
-    Example:
-        >>> import onnx.helper as h
-        >>> g = h.make_graph([h.make_node("Relu", ["a"], ["b"]), h.make_node("Relu", ["x"], ["a"])], "g", [], [])
-        >>> topological_order(h.make_model(g))
-        [1, 0]
-    """
-    nodes = model.graph.node
-    producer = {}
-    for i, node in enumerate(nodes):
-        for out in node.output:
-            if out:
-                producer[out] = i
-    deps = [{producer[n] for n in (*node.input, *_outer_names(node)) if n in producer} for node in nodes]
-    if all(d < i for i, ds in enumerate(deps) for d in ds):
-        return list(range(len(nodes)))
-    users: dict[int, list[int]] = defaultdict(list)
-    for i, ds in enumerate(deps):
-        for d in ds:
-            users[d].append(i)
-    waiting = [len(ds) for ds in deps]
-    ready = [i for i, w in enumerate(waiting) if w == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for u in users[i]:
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        stuck = next(nodes[i].name or nodes[i].op_type for i, w in enumerate(waiting) if w > 0)
-        raise ModelError(f"the graph has a cycle (node {stuck!r} is never ready)")
-    return order

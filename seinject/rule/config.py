@@ -14,9 +14,13 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..suggest import closest
+from .kinds import canonical_fn
 
-GATES = ("sigmoid", "hard_sigmoid")
-ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "hard_swish")
+# Names from the act vocabulary of seinject.rule.kinds, so `se: {act: hardswish}` and
+# `pattern: [{kind: act, fn: hardswish}]` use one word; its aliases (hard_swish,
+# hard_sigmoid, swish) are accepted too and stored as the canonical name.
+GATES = ("sigmoid", "hardsigmoid")
+ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "hardswish")
 INITS = ("identity", "random")
 
 
@@ -25,15 +29,14 @@ class SEConfig:
     """Settings of an SE block: squeeze → C→hidden→C excitation → gate → channel-wise scale.
 
     Example:
-        >>> cfg = SEConfig(ratio=8, gate="hard_sigmoid")
+        >>> cfg = SEConfig(ratio=8, gate="hard_sigmoid")   # an alias of hardsigmoid
         >>> cfg.hidden_channels(64), cfg.gate
-        (8, 'hard_sigmoid')
+        (8, 'hardsigmoid')
     """
 
     ratio: float = field(default=16, metadata={"help": "reduction ratio r: hidden = C / r"})
     divisor: int = field(default=1, metadata={"help": "round hidden up to a multiple of this (8 = timm)"})
     min_hidden: int = field(default=1, metadata={"help": "floor on the hidden width"})
-    min_channels: int = field(default=1, metadata={"help": "skip sites with fewer channels"})
     act: str = field(default="relu", metadata={"help": f"excitation activation: {', '.join(ACTIVATIONS)}"})
     gate: str = field(default="sigmoid", metadata={"help": f"gate: {', '.join(GATES)}"})
     init: str = field(
@@ -44,10 +47,10 @@ class SEConfig:
 
     def __post_init__(self) -> None:
         _check_number(self, "ratio", self.ratio, positive=True)
-        for name in ("divisor", "min_hidden", "min_channels"):
+        for name in ("divisor", "min_hidden"):
             _check_int(self, name, getattr(self, name))
-        _check_choice("act", self.act, ACTIVATIONS)
-        _check_choice("gate", self.gate, GATES)
+        object.__setattr__(self, "act", _check_choice("act", self.act, ACTIVATIONS))
+        object.__setattr__(self, "gate", _check_choice("gate", self.gate, GATES))
         _check_choice("init", self.init, INITS)
 
     def hidden_channels(self, channels: int) -> int:
@@ -111,9 +114,12 @@ def _check_int(cfg: SEConfig, name: str, value: Any) -> None:
         raise ConfigError(f"SE setting {name!r} must be an integer >= 1, got {value!r}")
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """The value's canonical name (see seinject.rule.kinds.FN_ALIASES) when it is one of choices."""
+    canonical = canonical_fn(value) if isinstance(value, str) else value
+    if canonical not in choices:
         raise ConfigError(
             f"SE setting {name!r} must be one of {', '.join(choices)}; got {value!r}"
             f"{closest(str(value), choices)}"
         )
+    return canonical

@@ -1,7 +1,8 @@
 """Load rules: built-in names resolve to rules/<name>.yaml, anything else is a path.
 
 Every problem is a RuleError citing the file and line, with a did-you-mean for
-misspelt keys, kinds and rule names.
+misspelt keys, kinds, fn names and rule names. An `fn` alias (hard_swish, max_pool2d)
+is stored as its canonical name (hardswish, max_pool).
 
 Example:
     >>> rule = load_rule("after_residual")
@@ -17,7 +18,7 @@ from typing import Any
 
 from .config import SEConfig
 from ..errors import ConfigError, RuleError, RuleNotFoundError
-from .kinds import KINDS
+from .kinds import FN_NAMES, KINDS, canonical_fn, fn_names
 from .schema import POSITIONS, Filters, Insert, OpSpec, Rule
 from ..suggest import closest
 from .yaml_lines import LineDict, LineList, load_with_lines
@@ -26,7 +27,7 @@ TOP_KEYS = ("name", "description", "pattern", "insert", "filters", "se")
 SPEC_KEYS = tuple(f.name for f in fields(OpSpec) if f.name not in ("kinds", "line")) + ("kind",)
 INSERT_KEYS = ("position", "node")
 FILTER_KEYS = tuple(f.name for f in fields(Filters))
-SE_KEYS = tuple(f.name for f in fields(SEConfig))
+SE_KEYS = tuple(f.name for f in fields(SEConfig)) + ("min_channels",)  # se: {min_channels} is a filter
 
 
 def builtin_rules_dir() -> Path:
@@ -102,7 +103,7 @@ def parse_rule(text: str, path: str = "<string>") -> Rule:
     name = _string(doc, "name", path)
     pattern = _pattern(doc, path)
     insert = _insert(doc.get("insert"), doc.lines.get("insert"), pattern, path)
-    filters = _filters(doc.get("filters"), doc.lines.get("filters"), path)
+    filters = _filters(doc.get("filters"), doc.lines.get("filters"), path, doc.get("se"))
     se = _se(doc.get("se"), doc.lines.get("se"), path)
     description = _string(doc, "description", path) if "description" in doc else ""
     return Rule(name=name, description=description.strip(), pattern=pattern, insert=insert,
@@ -159,7 +160,7 @@ def _spec(item: Any, line: int, path: str) -> OpSpec:
         if key in item:
             values[key] = _ints(item[key], key, at(key), path)
     if "fn" in item:
-        values["fn"] = _names(item["fn"], "fn", at("fn"), path, None)
+        values["fn"] = _fns(item["fn"], kinds, at("fn"), path)
     if "id" in item:
         if not isinstance(item["id"], str):
             raise RuleError(f"'id' must be a string, got {item['id']!r}", path, at("id"))
@@ -189,9 +190,10 @@ def _insert(value: Any, line: int | None, pattern: tuple[OpSpec, ...], path: str
     return Insert(position=position, node=node)
 
 
-def _filters(value: Any, line: int | None, path: str) -> Filters:
+def _filters(value: Any, line: int | None, path: str, se: Any = None) -> Filters:
+    """The `filters:` mapping; `se: {min_channels: N}` is accepted as an alias of its min_channels."""
     if value is None:
-        return Filters()
+        value = LineDict()
     if not isinstance(value, LineDict):
         raise RuleError("'filters' must be a mapping", path, line)
     _check_keys(value, FILTER_KEYS, path, "filters")
@@ -207,6 +209,9 @@ def _filters(value: Any, line: int | None, path: str) -> Filters:
         values["outside_residual"] = _bool(value["outside_residual"], "outside_residual", at("outside_residual"), path)
     if "stages" in value and value["stages"] is not None:
         values["stages"] = _ints(value["stages"], "stages", at("stages"), path)
+    if isinstance(se, LineDict) and se.get("min_channels") is not None:  # both spellings: the larger bound
+        alias = _int(se["min_channels"], "min_channels", se.lines.get("min_channels"), path)
+        values["min_channels"] = max(alias, values.get("min_channels", 1))
     return Filters(**values)
 
 
@@ -217,7 +222,7 @@ def _se(value: Any, line: int | None, path: str) -> SEConfig:
         raise RuleError("'se' must be a mapping of SE settings", path, line)
     _check_keys(value, SE_KEYS, path, "se")
     try:
-        return SEConfig(**value)
+        return SEConfig(**{k: v for k, v in value.items() if k != "min_channels"})  # a filter: see _filters
     except ConfigError as exc:
         bad = next((k for k in value if repr(k) in str(exc)), None)
         raise RuleError(str(exc), path, value.lines.get(bad, line)) from None
@@ -249,6 +254,22 @@ def _names(value: Any, key: str, line: int, path: str, allowed: tuple[str, ...] 
             raise RuleError(f"unknown {key} {item!r}{closest(item, allowed)}; known: {', '.join(allowed)}",
                             path, line)
     return tuple(items)
+
+
+def _fns(value: Any, kinds: tuple[str, ...], line: int, path: str) -> tuple[str, ...]:
+    """The `fn` names of an element, aliases made canonical; each must belong to one of its kinds."""
+    allowed = fn_names(kinds)
+    if not allowed:
+        raise RuleError(f"'fn' does not apply to kind {', '.join(kinds)}: only kinds "
+                        f"{', '.join(FN_NAMES)} have an fn", path, line)
+    names = _names(value, "fn", line, path, None)
+    for name in names:
+        if canonical_fn(name) not in allowed:
+            owners = [kind for kind, known in FN_NAMES.items() if canonical_fn(name) in known]
+            hint = f"; {name!r} is an fn of kind {', '.join(owners)}" if owners else closest(name, allowed)
+            raise RuleError(f"unknown fn {name!r} for kind {', '.join(kinds)}{hint}; known: {', '.join(allowed)}",
+                            path, line)
+    return tuple(dict.fromkeys(canonical_fn(name) for name in names))
 
 
 def _regexes(value: Any, key: str, line: int, path: str) -> tuple[str, ...]:

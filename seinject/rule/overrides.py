@@ -1,9 +1,9 @@
 """Keyword overrides → Rule: route SE settings to `se` and the rest to `filters` (shared by both backends, torch-free).
 
 Example:
-    >>> r = resolve_rule("after_residual", {"ratio": 8, "include": "layer3"})
-    >>> r.se.ratio, r.filters.include
-    (8, ('layer3',))
+    >>> r = resolve_rule("after_residual", {"ratio": 8, "include": "layer3", "min_channels": 64})
+    >>> r.se.ratio, r.filters.include, r.filters.min_channels
+    (8, ('layer3',), 64)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .schema import Filters, Rule
 from ..suggest import closest
 
 SE_FIELDS = tuple(f.name for f in fields(SEConfig))
-FILTER_FIELDS = tuple(f.name for f in fields(Filters) if f.name != "min_channels")
+FILTER_FIELDS = tuple(f.name for f in fields(Filters))
 
 
 def resolve_rule(rule: "str | Rule", overrides: dict[str, Any]) -> Rule:

@@ -62,21 +62,31 @@ class Insert:
 class Filters:
     """Narrow the matched sites: names, channels, placement in the network, selection.
 
+    Each field's metadata holds its help text (and metavar) for the command line;
+    "cli": False marks a filter that only rule files and keyword overrides set.
+
     Example:
         >>> Filters(include=("layer3", "layer4"), last=2).last
         2
     """
 
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    min_channels: int | None = None
-    max_channels: int | None = None
-    outside_residual: bool = False
-    stages: tuple[int, ...] | None = None
-    first: int | None = None
-    last: int | None = None
-    every: int | None = None
-    offset: int = 0
+    include: tuple[str, ...] = field(
+        default=(), metadata={"help": "keep sites whose name matches one of these regexes", "metavar": "REGEX"})
+    exclude: tuple[str, ...] = field(
+        default=(), metadata={"help": "drop sites whose name matches one of these regexes", "metavar": "REGEX"})
+    min_channels: int | None = field(
+        default=None, metadata={"help": "skip sites with fewer channels (reported as skipped)", "metavar": "N"})
+    max_channels: int | None = field(
+        default=None, metadata={"help": "skip sites with more channels (reported as skipped)", "metavar": "N"})
+    outside_residual: bool = field(
+        default=False, metadata={"help": "keep only sites that are not inside a residual branch", "cli": False})
+    stages: tuple[int, ...] | None = field(
+        default=None, metadata={"help": "keep sites in these stages (1-based; e.g. 3,4)", "metavar": "N[,N...]"})
+    first: int | None = field(default=None, metadata={"help": "keep the first N sites", "metavar": "N"})
+    last: int | None = field(default=None, metadata={"help": "keep the last N sites", "metavar": "N"})
+    every: int | None = field(default=None, metadata={"help": "keep every N-th site", "metavar": "N"})
+    offset: int = field(default=0, metadata={"help": "start at this site (with every: the first one kept)",
+                                             "metavar": "N"})
 
 
 @dataclass(frozen=True)

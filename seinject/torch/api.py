@@ -20,12 +20,12 @@ from torch import nn
 
 from .block import SqueezeExcite
 from ..errors import ModelError, NoSitesError, SEInjectWarning
-from ..graph.matcher import match
+from ..graph.matcher import MatchResult, match
 from ..rule.overrides import resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
 from .splice import restore, splice
-from .trace import trace_model
+from .view import TorchGraph, build_view
 
 log = logging.getLogger("seinject")
 
@@ -49,10 +49,9 @@ def plan(model: nn.Module, rule: "str | Rule" = "after_residual", *, example_inp
     _check_model(model)
     resolved = resolve_rule(rule, overrides)
     with _gc_paused():
-        traced = trace_model(model, example_inputs)
+        traced = build_view(model, example_inputs)
         found = match(resolved, traced.view)
-    return Plan(resolved.name, found.sites, found.skipped, traced.left_out, found.matched,
-                traced.param_count)
+    return _plan_of(resolved, traced, found)
 
 
 def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: bool = False,
@@ -89,12 +88,17 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
 def _rewrite(target: nn.Module, resolved: Rule, example_inputs: Any) -> ApplyReport:
     """Trace, match and splice in place. The trace and view die on return, before the
     collector resumes, so it never walks them."""
-    traced = trace_model(target, example_inputs)
+    traced = build_view(target, example_inputs)
     found = match(resolved, traced.view)
     done = splice(traced, found.sites, resolved.se)
-    added = sum(site.params for _, site in done.inserted)
-    return ApplyReport(resolved.name, found.sites, found.skipped + done.skipped, traced.left_out,
-                       found.matched, traced.param_count + added, inserted=done.inserted)
+    return ApplyReport(plan=_plan_of(resolved, traced, found), inserted=done.inserted,
+                       splice_skipped=done.skipped, init=resolved.se.init)
+
+
+def _plan_of(resolved: Rule, traced: TorchGraph, found: MatchResult) -> Plan:
+    """The Plan of a match on a traced model (its parts left out and parameter count)."""
+    return Plan(rule=resolved.name, sites=found.sites, skipped=found.skipped, left_out=traced.left_out,
+                matched=found.matched, model_params=traced.param_count)
 
 
 def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:

@@ -4,7 +4,7 @@
        └─ mean(spatial) → fc1 (C→h) → act → fc2 (h→C) → gain·gate ─┘
 
 With init="identity" fc2 starts at zero and gain is 2, so the gate is 2·sigmoid(0) = 1
-(likewise 2·hard_sigmoid(0) = 1): the block returns its input exactly and fc2 still
+(likewise 2·hardsigmoid(0) = 1): the block returns its input exactly and fc2 still
 receives gradient. fc1 starts with non-negative weights (|default init|) and bias 1, so
 its ReLUs are active for the usual squeezed inputs (means of post-ReLU maps are >= 0,
 of post-norm maps near 0): a unit dead at init would never receive gradient.
@@ -28,9 +28,9 @@ _ACTIVATIONS = {
     "relu6": nn.ReLU6,
     "silu": nn.SiLU,
     "gelu": nn.GELU,
-    "hard_swish": nn.Hardswish,
+    "hardswish": nn.Hardswish,
 }
-_GATES = {"sigmoid": torch.sigmoid, "hard_sigmoid": F.hardsigmoid}
+_GATES = {"sigmoid": torch.sigmoid, "hardsigmoid": F.hardsigmoid}
 
 
 class _Unfilled(nn.Linear):

@@ -18,22 +18,36 @@ from torch import nn
 
 from .block import SqueezeExcite
 
-_ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SELU,
-                nn.CELU, nn.PReLU, nn.Mish, nn.Sigmoid, nn.Hardsigmoid, nn.Tanh, nn.Softplus,
-                nn.Hardtanh)
-_NORM_MODULES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
-                 nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm)
-_POOL_MODULES = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-                 nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+# Module class -> (kind, fn), fn from seinject.rule.kinds.FN_NAMES. Looked up along the
+# class's MRO, so ReLU6 (a Hardtanh subclass) is relu6 and SyncBatchNorm is batch_norm.
+_ACT_MODULES = {
+    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.ELU: "elu",
+    nn.SELU: "selu", nn.CELU: "celu", nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish",
+    nn.Hardswish: "hardswish", nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid", nn.Tanh: "tanh",
+    nn.Softplus: "softplus", nn.Softsign: "softsign", nn.Hardtanh: "hardtanh",
+}
+_NORM_MODULES = {
+    nn.modules.batchnorm._BatchNorm: "batch_norm", nn.GroupNorm: "group_norm", nn.LayerNorm: "layer_norm",
+    nn.modules.instancenorm._InstanceNorm: "instance_norm", nn.LocalResponseNorm: "local_response_norm",
+}
+if hasattr(nn, "RMSNorm"):  # torch >= 2.4
+    _NORM_MODULES[nn.RMSNorm] = "rms_norm"
+_POOL_MODULES = {
+    nn.modules.pooling._MaxPoolNd: "max_pool", nn.modules.pooling._AvgPoolNd: "avg_pool",
+    nn.modules.pooling._LPPoolNd: "lp_pool", nn.modules.pooling._AdaptiveAvgPoolNd: "adaptive_avg_pool",
+    nn.modules.pooling._AdaptiveMaxPoolNd: "adaptive_max_pool",
+}
+MODULE_FN: dict[type, tuple[str, str]] = {
+    **{cls: ("act", fn) for cls, fn in _ACT_MODULES.items()},
+    **{cls: ("norm", fn) for cls, fn in _NORM_MODULES.items()},
+    **{cls: ("pool", fn) for cls, fn in _POOL_MODULES.items()},
+}
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 @functools.lru_cache(maxsize=None)
-def _snake(name: str) -> str:
-    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    return {"re_l_u": "relu", "re_l_u6": "relu6", "si_l_u": "silu", "g_e_l_u": "gelu",
-            "p_re_l_u": "prelu", "leaky_re_l_u": "leaky_relu", "e_l_u": "elu", "s_e_l_u": "selu",
-            "c_e_l_u": "celu"}.get(out, out)
+def _module_fn(cls: type) -> tuple[str, str] | None:
+    return next((MODULE_FN[base] for base in cls.__mro__ if base in MODULE_FN), None)
 
 
 # SE/channel-attention modules of other libraries (torchvision, timm, common repos):
@@ -81,14 +95,12 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
         return "conv", {"in_channels": module.in_channels, "out_channels": module.out_channels,
                         "groups": module.groups, "kernel_size": tuple(module.kernel_size),
                         "stride": tuple(module.stride), "transposed": module.transposed}
-    if isinstance(module, _NORM_MODULES):
-        return "norm", {"fn": _snake(type(module).__name__)}
-    if isinstance(module, _ACT_MODULES):
-        return "act", {"fn": _snake(type(module).__name__)}
-    if isinstance(module, _POOL_MODULES):
+    found = _module_fn(type(module))
+    if found is not None and found[0] == "pool":
         stride = getattr(module, "stride", None)
-        return "pool", {"stride": _tuple(stride) if stride is not None else None,
-                        "fn": _snake(type(module).__name__)}
+        return "pool", {"stride": _tuple(stride) if stride is not None else None, "fn": found[1]}
+    if found is not None:
+        return found[0], {"fn": found[1]}
     if isinstance(module, nn.Linear):
         return "linear", {"out_features": module.out_features}
     if isinstance(module, nn.modules.dropout._DropoutNd):
@@ -107,15 +119,25 @@ def _tuple(value: Any) -> tuple[int, ...]:
 _FUNCTIONS: dict[Any, tuple[str, str | None]] = {
     F.conv1d: ("conv", None), F.conv2d: ("conv", None), F.conv3d: ("conv", None),
     torch.conv1d: ("conv", None), torch.conv2d: ("conv", None), torch.conv3d: ("conv", None),
-    F.batch_norm: ("norm", "batch_norm"), F.layer_norm: ("norm", "layer_norm"),
-    F.group_norm: ("norm", "group_norm"), F.instance_norm: ("norm", "instance_norm"),
-    torch.batch_norm: ("norm", "batch_norm"),
+    F.batch_norm: ("norm", "batch_norm"), torch.batch_norm: ("norm", "batch_norm"),
+    F.layer_norm: ("norm", "layer_norm"), torch.layer_norm: ("norm", "layer_norm"),
+    F.group_norm: ("norm", "group_norm"), torch.group_norm: ("norm", "group_norm"),
+    F.instance_norm: ("norm", "instance_norm"), torch.instance_norm: ("norm", "instance_norm"),
+    F.local_response_norm: ("norm", "local_response_norm"),
     F.relu: ("act", "relu"), torch.relu: ("act", "relu"), F.relu_: ("act", "relu"),
-    torch.relu_: ("act", "relu"), F.relu6: ("act", "relu6"), F.silu: ("act", "silu"),
-    F.gelu: ("act", "gelu"), F.hardswish: ("act", "hardswish"), F.leaky_relu: ("act", "leaky_relu"),
-    F.elu: ("act", "elu"), F.mish: ("act", "mish"), torch.sigmoid: ("act", "sigmoid"),
-    F.sigmoid: ("act", "sigmoid"), F.hardsigmoid: ("act", "hardsigmoid"), torch.tanh: ("act", "tanh"),
-    F.hardtanh: ("act", "hardtanh"), F.gelu: ("act", "gelu"),
+    torch.relu_: ("act", "relu"), F.relu6: ("act", "relu6"),
+    F.leaky_relu: ("act", "leaky_relu"), F.leaky_relu_: ("act", "leaky_relu"),
+    F.prelu: ("act", "prelu"), torch.prelu: ("act", "prelu"),
+    F.elu: ("act", "elu"), F.elu_: ("act", "elu"),
+    F.selu: ("act", "selu"), torch.selu: ("act", "selu"), torch.selu_: ("act", "selu"),
+    F.celu: ("act", "celu"), torch.celu: ("act", "celu"), torch.celu_: ("act", "celu"),
+    F.gelu: ("act", "gelu"), F.silu: ("act", "silu"), F.mish: ("act", "mish"),
+    F.hardswish: ("act", "hardswish"),
+    F.sigmoid: ("act", "sigmoid"), torch.sigmoid: ("act", "sigmoid"), torch.sigmoid_: ("act", "sigmoid"),
+    F.hardsigmoid: ("act", "hardsigmoid"),
+    F.tanh: ("act", "tanh"), torch.tanh: ("act", "tanh"), torch.tanh_: ("act", "tanh"),
+    F.softplus: ("act", "softplus"), F.softsign: ("act", "softsign"),
+    F.hardtanh: ("act", "hardtanh"), F.hardtanh_: ("act", "hardtanh"),
     operator.add: ("add", None), operator.iadd: ("add", None), torch.add: ("add", None),
     operator.mul: ("mul", None), operator.imul: ("mul", None), torch.mul: ("mul", None),
     torch.cat: ("concat", None), torch.concat: ("concat", None),
@@ -123,26 +145,36 @@ _FUNCTIONS: dict[Any, tuple[str, str | None]] = {
     F.max_pool3d: ("pool", "max_pool"), F.avg_pool1d: ("pool", "avg_pool"),
     F.avg_pool2d: ("pool", "avg_pool"), F.avg_pool3d: ("pool", "avg_pool"),
     F.adaptive_avg_pool1d: ("pool", "adaptive_avg_pool"), F.adaptive_avg_pool2d: ("pool", "adaptive_avg_pool"),
-    F.adaptive_avg_pool3d: ("pool", "adaptive_avg_pool"),
+    F.adaptive_avg_pool3d: ("pool", "adaptive_avg_pool"), torch.adaptive_avg_pool1d: ("pool", "adaptive_avg_pool"),
+    F.adaptive_max_pool1d: ("pool", "adaptive_max_pool"), F.adaptive_max_pool2d: ("pool", "adaptive_max_pool"),
+    F.adaptive_max_pool3d: ("pool", "adaptive_max_pool"), torch.adaptive_max_pool1d: ("pool", "adaptive_max_pool"),
+    F.lp_pool1d: ("pool", "lp_pool"), F.lp_pool2d: ("pool", "lp_pool"),
+    torch.max_pool1d: ("pool", "max_pool"), torch.max_pool2d: ("pool", "max_pool"),
+    torch.max_pool3d: ("pool", "max_pool"), torch.avg_pool1d: ("pool", "avg_pool"),
     F.dropout: ("dropout", None), F.dropout1d: ("dropout", None), F.dropout2d: ("dropout", None),
     F.dropout3d: ("dropout", None),
     torch.flatten: ("reshape", None), torch.reshape: ("reshape", None), torch.permute: ("reshape", None),
     torch.transpose: ("reshape", None), F.linear: ("linear", None), getattr: ("shape", None),
-    torch.chunk: ("other", "chunk"), operator.getitem: ("other", "getitem"),
+    torch.chunk: ("split", None), torch.split: ("split", None),
 }
 if hasattr(torch, "concatenate"):
     _FUNCTIONS[torch.concatenate] = ("concat", None)
+if hasattr(F, "lp_pool3d"):  # torch >= 2.2
+    _FUNCTIONS[F.lp_pool3d] = ("pool", "lp_pool")
+if hasattr(F, "rms_norm"):  # torch >= 2.4
+    _FUNCTIONS.update({F.rms_norm: ("norm", "rms_norm"), torch.rms_norm: ("norm", "rms_norm")})
 
 _METHODS: dict[str, tuple[str, str | None]] = {
     "relu": ("act", "relu"), "relu_": ("act", "relu"), "sigmoid": ("act", "sigmoid"),
-    "sigmoid_": ("act", "sigmoid"), "tanh": ("act", "tanh"),
+    "sigmoid_": ("act", "sigmoid"), "tanh": ("act", "tanh"), "tanh_": ("act", "tanh"),
+    "prelu": ("act", "prelu"),
     "add": ("add", None), "add_": ("add", None), "__add__": ("add", None), "__iadd__": ("add", None),
     "mul": ("mul", None), "mul_": ("mul", None),
     "view": ("reshape", None), "reshape": ("reshape", None), "flatten": ("reshape", None),
     "permute": ("reshape", None), "transpose": ("reshape", None), "squeeze": ("reshape", None),
     "unsqueeze": ("reshape", None), "mean": ("other", None),
     "contiguous": ("identity", None), "clone": ("identity", None),
-    "size": ("shape", None), "dim": ("shape", None), "chunk": ("other", "chunk"),
+    "size": ("shape", None), "dim": ("shape", None), "chunk": ("split", None), "split": ("split", None),
 }
 
 
@@ -162,17 +194,14 @@ def classify_call(op: str, target: Any, args: tuple, kwargs: dict) -> tuple[str,
     if kind == "concat":
         dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
         attrs.update(dim=dim, channel_concat=dim == 1)
-    elif kind == "pool" and fn in ("max_pool", "avg_pool"):
-        kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
-        stride = kwargs.get("stride", args[2] if len(args) > 2 else None) or kernel
+    elif kind == "pool" and fn in ("max_pool", "avg_pool", "lp_pool"):
+        first = 2 if fn == "lp_pool" else 1  # lp_pool(input, norm_type, kernel_size, stride)
+        kernel = kwargs.get("kernel_size", args[first] if len(args) > first else None)
+        stride = kwargs.get("stride", args[first + 1] if len(args) > first + 1 else None) or kernel
         if isinstance(stride, (int, tuple, list)):
             attrs["stride"] = _tuple(stride)
-    elif fn == "chunk":
-        chunks = kwargs.get("chunks", args[1] if len(args) > 1 else None)
-        dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
-        attrs.update(chunks=chunks if isinstance(chunks, int) else None, dim=dim)
-    elif fn == "getitem" and len(args) > 1 and isinstance(args[1], int):
-        attrs["index"] = args[1]
+    elif kind == "split":
+        attrs.update(_split_attrs(target, args, kwargs))
     elif kind == "reshape" and (target in ("permute",) or target is torch.permute):
         dims = args[1:] if len(args) > 1 and not isinstance(args[1], (tuple, list)) else (
             args[1] if len(args) > 1 else kwargs.get("dims"))
@@ -184,6 +213,20 @@ def classify_call(op: str, target: Any, args: tuple, kwargs: dict) -> tuple[str,
         attrs.update(stride=_tuple(stride) if isinstance(stride, (int, tuple, list)) else None,
                      groups=groups if isinstance(groups, int) else 1)
     return kind, attrs
+
+
+def _split_attrs(target: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """dim, and parts (chunk: n parts) or sizes (split: a list of sizes) or step (split: size s)."""
+    dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
+    if target in ("chunk", torch.chunk):
+        parts = kwargs.get("chunks", args[1] if len(args) > 1 else None)
+        return {"dim": dim, "parts": parts if isinstance(parts, int) else None}
+    size = kwargs.get("split_size_or_sections", kwargs.get("split_size", args[1] if len(args) > 1 else None))
+    if isinstance(size, int):
+        return {"dim": dim, "step": size}
+    if isinstance(size, (tuple, list)) and all(isinstance(s, int) for s in size):
+        return {"dim": dim, "sizes": tuple(size)}
+    return {"dim": dim}
 
 
 def conv_weight_attrs(weight: torch.Tensor, groups: int) -> dict[str, Any]:

@@ -11,14 +11,14 @@ edit share the rewritten class, each with its own SE child. `restore` undoes all
 
 Example:
     >>> import torch, torch.nn as nn
-    >>> from seinject.torch.trace import trace_model
+    >>> from seinject.torch.view import build_view
     >>> from seinject.graph.matcher import match
     >>> from seinject.rule.loader import load_rule
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
-    >>> traced = trace_model(net)
+    >>> traced = build_view(net)
     >>> rule = load_rule("conv_block")
     >>> done = splice(traced, match(rule, traced.view).sites, rule.se)
-    >>> [name for name, _ in done.inserted]
+    >>> [block.module for block in done.inserted]
     ['se']
 """
 
@@ -29,7 +29,7 @@ import inspect
 import itertools
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
@@ -37,8 +37,9 @@ from torch import nn
 
 from .block import SqueezeExcite
 from ..rule.config import SEConfig
-from ..graph.site import Site, Skip
-from .trace import LocalGraph, TracedModel, is_inplace, trace_module
+from ..graph.site import Inserted, Site, Skip, SpliceResult
+from .trace import LocalGraph, is_inplace, trace_module
+from .view import TorchGraph
 
 ORIGINAL_CLASS = "_seinject_original_class"
 SE_NAMES = "_seinject_se_names"
@@ -51,15 +52,7 @@ class _Edit:
     users: tuple[fx.Node, ...] | None  # local nodes to rewire (None: every user)
 
 
-@dataclass
-class SpliceResult:
-    """SE blocks inserted as (qualified module name, site), and sites that could not be."""
-
-    inserted: list[tuple[str, Site]] = field(default_factory=list)
-    skipped: list[Skip] = field(default_factory=list)
-
-
-def splice(traced: TracedModel, sites: list[Site], config: SEConfig) -> SpliceResult:
+def splice(traced: TorchGraph, sites: list[Site], config: SEConfig) -> SpliceResult:
     """Insert one SqueezeExcite per site into traced.root, in place.
 
     Example: see the module docstring.
@@ -77,38 +70,38 @@ def splice(traced: TracedModel, sites: list[Site], config: SEConfig) -> SpliceRe
         lg = traced.graphs[owner]
         outcome = _rewrite_module(lg, owner_edits, config, done)
         if isinstance(outcome, Skip):
-            result.skipped.extend(Skip(e.site.name, outcome.reason) for e in owner_edits)
+            result.skipped.extend(Skip(name=e.site.name, reason=outcome.reason) for e in owner_edits)
             continue
         for attr, edit in outcome:
             qualified = f"{owner}.{attr}" if owner else attr
-            result.inserted.append((qualified, edit.site))
+            result.inserted.append(Inserted(module=qualified, site=edit.site))
     order = {id(site): i for i, site in enumerate(sites)}
-    result.inserted.sort(key=lambda pair: order[id(pair[1])])
+    result.inserted.sort(key=lambda block: order[id(block.site)])
     return result
 
 
-def _locate(traced: TracedModel, site: Site):
+def _locate(traced: TorchGraph, site: Site):
     """(owner module path, _Edit) for a site, or a Skip saying why it cannot be placed."""
     view = traced.view
     if site.consumers is None:
-        ref = view.node(site.node)["ref"]
+        ref = view.node(site.node).ref
         owner, value, users = ref.owner, ref.node, None
     else:
-        refs = [view.node(c)["ref"] for c in site.consumers]
+        refs = [view.node(c).ref for c in site.consumers]
         owners = {r.owner for r in refs}
         if len(owners) != 1:
-            return Skip(site.name, "its consumers live in different modules")
+            return Skip(name=site.name, reason="its consumers live in different modules")
         carriers = set()
         for consumer, ref in zip(site.consumers, refs):
             inputs = view.inputs(consumer)
             carriers.update(ref.input_locals[i] for i, p in enumerate(inputs) if p == site.node)
         if len(carriers) != 1 or None in carriers:
-            return Skip(site.name, "the value reaches its consumers through a container (list/tuple)")
+            return Skip(name=site.name, reason="the value reaches its consumers through a container (list/tuple)")
         owner, value = owners.pop(), carriers.pop()
         users = tuple(r.node for r in refs)
     lg = traced.graphs[owner]
     if lg.calls != 1:
-        return Skip(site.name, f"module {owner or '<root>'!r} is called {lg.calls} times; an SE "
+        return Skip(name=site.name, reason=f"module {owner or '<root>'!r} is called {lg.calls} times; an SE "
                     "block inside it would act at every call")
     return owner, _Edit(site, value, users)
 
@@ -135,7 +128,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
         for edit in edits:
             needed = [edit.value] + list(edit.users or ())
             if any(n.name not in by_name for n in needed):
-                return Skip(edit.site.name, f"forward of {lg.path or '<root>'!r} differs between "
+                return Skip(name=edit.site.name, reason=f"forward of {lg.path or '<root>'!r} differs between "
                             "train and eval mode at this site")
     if lg.shared:  # other modules read this graph: edit a copy
         graphs[0] = copy.deepcopy(lg.graph)
@@ -169,7 +162,7 @@ def _other_mode_graph(lg: LocalGraph):
     finally:
         module.training = not module.training
     if flipped.graph is None:
-        return Skip(lg.path, f"cannot trace {lg.path or '<root>'!r} in the other training mode")
+        return Skip(name=lg.path, reason=f"cannot trace {lg.path or '<root>'!r} in the other training mode")
     if _code(flipped.graph) == _code(lg.graph):
         return None
     return flipped.graph

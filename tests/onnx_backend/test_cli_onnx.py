@@ -6,13 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from seinject.cli import main
+from seinject.cli import _overrides, build_parser, main
+from seinject.rule.config import SEConfig
+from seinject.rule.schema import Filters
 from tests.onnx_backend.graphs import Builder, residual_net, tensor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,6 +138,33 @@ def test_argparse_usage_errors_exit_2(capsys, model_file):
     assert cli(capsys, "onnx", model_file, "o.onnx", "--gate", "tanh")[0] == 2
     assert cli(capsys, "onnx")[0] == 2
     assert cli(capsys)[0] == 2
+
+
+def test_se_and_filter_options_are_the_config_fields_with_their_help(capsys):
+    code, out, _ = cli(capsys, "onnx", "--help")
+    text = "".join(out.split())  # help lines wrap anywhere
+    options = [f for f in [*fields(SEConfig), *fields(Filters)] if f.metadata.get("cli", True)]
+    assert code == 0 and len(options) == 15
+    for f in options:
+        assert f"--{f.name.replace('_', '-')}" in text and "".join(f.metadata["help"].split()) in text
+    assert "--outside-residual" not in text
+
+
+def test_options_reach_the_rule_as_keyword_overrides():
+    args = build_parser().parse_args(["onnx", "a.onnx", "--stages", "3,4", "--stages", "1", "--include", "A",
+                                      "--include", "B", "--ratio", "8", "--min-channels", "16", "--act", "silu"])
+    assert _overrides(args) == {"ratio": 8, "act": "silu", "include": ["A", "B"], "min_channels": 16,
+                                "stages": [3, 4, 1]}
+
+
+def test_channel_bounds_are_reported_as_skips(capsys, model_file):
+    code, out, _ = cli(capsys, "onnx", model_file, "--dry-run", "--max-channels", "4")
+    assert code == 0 and "skipped b0.act: 8 channels > max_channels 4" in out
+    code, out, _ = cli(capsys, "onnx", model_file, "--dry-run", "--min-channels", "16", "--json")
+    assert json.loads(out)["skipped"] == [{"name": "b0.act", "reason": "8 channels < min_channels 16"},
+                                          {"name": "b1.act", "reason": "8 channels < min_channels 16"}]
+    code, _, err = cli(capsys, "onnx", model_file, "--dry-run", "--gate", "tanh")
+    assert code == 2 and "SE setting 'gate'" in err
 
 
 def test_overwrite_replaces_the_input_after_verification(capsys, model_file):

@@ -220,6 +220,25 @@ def test_apply_with_verify_and_report():
                                                          input_shapes={"x": (1, 3, 4, 4)}, return_report=True)[1])
 
 
+def test_plans_and_reports_have_one_shape_in_both_backends(model_file):
+    """The same keys from torch and ONNX; a report's keys are its plan's plus the outcome; MACs only from ONNX."""
+    import torch.nn as nn
+
+    import seinject
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    torch_plan, onnx_plan = seinject.plan(net, "conv_block"), so.plan(model_file, "residual_branch")
+    torch_report = seinject.report(seinject.apply(net, "conv_block"))
+    onnx_report = so.apply_file(model_file, model_file.parent / "out.onnx", "residual_branch")
+    assert torch_plan.to_dict().keys() == onnx_plan.to_dict().keys() < onnx_report.to_dict().keys()
+    assert torch_report.to_dict().keys() == onnx_report.to_dict().keys()
+    assert torch_report.to_dict()["sites"][0].keys() == onnx_report.to_dict()["sites"][0].keys()
+    assert torch_report.added_macs is None and "MACs" not in str(torch_report)
+    assert onnx_plan.input == onnx_report.input == str(model_file)
+    assert onnx_report.added_macs == sum(block.site.macs for block in onnx_report) > 0
+    assert str(onnx_report).splitlines()[1].split()[-1] == "MACs"
+
+
 @pytest.mark.skipif(not os.environ.get("SEINJECT_LARGE_TESTS"), reason="writes 2.2 GB; set SEINJECT_LARGE_TESTS=1")
 def test_model_over_2gb(tmp_path):
     """A 2.24 GB embedding table (external data) read by a Gather: loads, rewrites, verifies, saves."""

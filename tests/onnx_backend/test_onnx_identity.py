@@ -62,7 +62,7 @@ def test_identity_also_at_full_ort_optimization(exported):
 
 
 @pytest.mark.parametrize("opset", [11, 13, 14, 17, 20, 21])
-@pytest.mark.parametrize("act", ["relu", "relu6", "silu", "gelu", "hard_swish"])
+@pytest.mark.parametrize("act", ["relu", "relu6", "silu", "gelu", "hardswish"])
 def test_opsets_and_activations(opset, act):
     original = residual_net(opset=opset)
     new = so.apply(original, "residual_branch", act=act, gate="hard_sigmoid" if act == "relu6" else "sigmoid")
@@ -73,7 +73,7 @@ def test_opsets_and_activations(opset, act):
     assert "GlobalAveragePool" in ops and "ReduceMean" not in ops
     if act == "gelu":
         assert ("Gelu" in ops) == (opset >= 20)
-    if act == "hard_swish":
+    if act == "hardswish":
         assert ("HardSwish" in ops) == (opset >= 14)
 
 
@@ -81,15 +81,16 @@ def test_opsets_and_activations(opset, act):
 def test_conv_1d_2d_3d(rank):
     original = residual_net(rank=rank, spatial=6)
     new, report = so.apply(original, "after_residual", return_report=True)
-    assert [s.name for _, s in report.inserted] == ["b0.act", "b1.act"]
+    assert [block.site.name for block in report.inserted] == ["b0.act", "b1.act"]
     weight = next(t for t in new.graph.initializer if t.name == "seinject/b0.act/fc1.weight")
     assert list(weight.dims) == [1, 8] + [1] * rank
     x = np.random.default_rng(0).standard_normal((2, 3) + (6,) * rank).astype(np.float32)
     assert max_diff(original, new, x) == 0.0
 
 
-@pytest.mark.parametrize("act, gate", [("relu", "sigmoid"), ("silu", "hard_sigmoid"), ("gelu", "sigmoid"),
-                                       ("relu6", "sigmoid"), ("hard_swish", "hard_sigmoid")])
+@pytest.mark.parametrize("act, gate", [("relu", "sigmoid"), ("silu", "hardsigmoid"), ("gelu", "sigmoid"),
+                                       ("relu6", "sigmoid"), ("hardswish", "hardsigmoid"),
+                                       ("hard_swish", "hard_sigmoid")])  # the old spellings, as aliases
 @pytest.mark.parametrize("init", ["identity", "random"])
 def test_onnx_block_equals_torch_block(act, gate, init):
     """Copy the ONNX block's weights into seinject.torch.block.SqueezeExcite: same outputs."""

@@ -16,7 +16,7 @@ from tests.onnx_backend.graphs import Builder, max_diff, residual_net, tensor, t
 
 def kinds(model) -> dict[str, tuple[str, dict]]:
     view = build_view(model).view
-    return {view.node(n)["name"]: (view.node(n)["kind"], view.node(n)["attrs"]) for n in view.nodes()}
+    return {view.node(n).name: (view.node(n).kind, view.node(n).attrs) for n in view.nodes()}
 
 
 def test_op_kinds_and_facts():
@@ -36,7 +36,7 @@ def test_op_kinds_and_facts():
     assert got["cat"][1]["channel_concat"]
     assert got["flat"][0] == "reshape" and got["fc"][0] == "linear"
     view = build_view(b.model([tensor("x", ["N", 8, 16, 16])], [tensor("fc", None)], opset=13)).view
-    assert view.node("dw")["depthwise"] and view.node("cat")["channels"] == 8
+    assert view.node("dw").depthwise and view.node("cat").channels == 8
 
 
 def test_weights_through_constant_and_identity_nodes():
@@ -48,8 +48,8 @@ def test_weights_through_constant_and_identity_nodes():
         y = Conv(a, w2)
       }''')
     view = build_view(model).view
-    assert view.node("a")["channels"] == 2 and view.node("y")["channels"] == 3
-    assert [view.node(n)["kind"] for n in view.nodes()] == ["input", "conv", "conv"]
+    assert view.node("a").channels == 2 and view.node("y").channels == 3
+    assert [view.node(n).kind for n in view.nodes()] == ["input", "conv", "conv"]
 
 
 def test_shape_arithmetic_is_not_data():
@@ -69,7 +69,7 @@ def test_shape_arithmetic_is_not_data():
     with pytest.raises(onnx.checker.ValidationError):
         onnx.checker.check_model(model)  # nodes out of order on purpose: seinject sorts them
     view = build_view(model).view
-    assert [view.node(n)["kind"] for n in view.nodes()] == ["input", "conv", "act", "reshape"]
+    assert [view.node(n).kind for n in view.nodes()] == ["input", "conv", "act", "reshape"]
     assert [s.name for s in so.plan(model, "conv_block")] == ["r"]
     new = so.apply(model, "conv_block")
     onnx.checker.check_model(new, full_check=True)
@@ -113,10 +113,10 @@ def test_inserted_blocks_are_one_se_op_each():
     model = residual_net(blocks=3)
     new = so.apply(model, "residual_branch")
     view = build_view(new).view
-    se = [n for n in view.nodes() if view.node(n)["kind"] == "se"]
-    assert [view.node(n)["name"] for n in se] == [f"seinject/b{i}.convB" for i in range(3)]
+    se = [n for n in view.nodes() if view.node(n).kind == "se"]
+    assert [view.node(n).name for n in se] == [f"seinject/b{i}.convB" for i in range(3)]
     assert [view.inputs(n) for n in se] == [[f"b{i}.convB"] for i in range(3)]
-    assert all(view.node(f"b{i}.add")["residual"] for i in range(3))
+    assert all(view.node(f"b{i}.add").residual for i in range(3))
     tagged = [n for n in new.graph.node if n.name.startswith("seinject/b0.convB/")]
     assert {p.key: p.value for p in tagged[0].metadata_props} == {
         "seinject.block": "seinject/b0.convB", "seinject.role": "squeeze"}

@@ -1,0 +1,329 @@
+"""Inline the per-module fx graphs of a model into one GraphView (the torch backend's view building).
+
+Each module's local graph (seinject.torch.trace) is inlined into its parent's call: a
+child's placeholders are bound to the parent's arguments, its output to the parent's call,
+so a residual join written as `x + self.block(x)` in a parent is seen whole. A module
+whose forward cannot be traced is kept as an opaque op, its own children are traced as
+separate islands, and the reason is reported.
+
+Modules built alike (same structural key, see seinject.torch.structure) share one trace,
+and a plain nn.Sequential gets the graph of its forward without tracing: on a network of
+repeated blocks each kind of block is traced once. A split of a tensor (chunk, split)
+becomes one op of kind "split" per part that the forward reads, as ONNX's Split does.
+
+Example:
+    >>> import torch.nn as nn
+    >>> built = build_view(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+    >>> [built.view.node(n).name for n in built.view.nodes()]
+    ['input_1', '0', '1']
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from ..graph.site import Skip
+from ..graph.view import GraphView, RawOp
+from .kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
+from .structure import StructureKeys
+from .trace import (LocalGraph, is_inplace, module_inplace, record_shapes, reusable, submodule,
+                    trace_module, walk_modules)
+
+
+@dataclass
+class OpRef:
+    """Where a view op lives: the module graph holding it, the local node that holds its
+    value, and the local nodes that carry each of its inputs (parallel to RawOp.inputs;
+    None where an input is not a plain local value, e.g. the part of a split)."""
+
+    owner: str
+    node: fx.Node
+    input_locals: list
+
+@dataclass
+class TorchGraph:
+    """A model's GraphView with the per-module graphs behind it and the parts left out."""
+
+    root: nn.Module
+    view: GraphView
+    graphs: dict[str, LocalGraph]
+    left_out: list[Skip] = field(default_factory=list)
+    param_count: int = 0  # elements in the model's parameters (each shared tensor once)
+
+
+class _Struct(tuple):
+    """A tuple/list of values returned by an inlined module."""
+
+
+class _Const:
+    """A tensor fetched with get_attr (a parameter, buffer or constant)."""
+
+    def __init__(self, tensor: Any):
+        self.tensor = tensor
+
+
+@dataclass
+class _Split:
+    """A chunk/split call whose parts are each read by getitem: each read becomes a split op."""
+
+    source: str
+    attrs: dict
+
+
+class _Builder:
+    def __init__(self, root: nn.Module, shapes: dict[str, dict]):
+        self.root = root
+        self.shapes = shapes
+        self.ops: list[RawOp] = []
+        self.graphs: dict[str, LocalGraph] = {}
+        self.left_out: list[Skip] = []
+        self.name_uses: dict[str, int] = {}
+        self.islanded: set[str] = set()
+        self.keys = StructureKeys(traced=lambda module: not is_structural_leaf(module))
+        self.traces: dict[int, LocalGraph] = {}  # structural key -> first trace with that key
+        # ids of modules reachable by more than one path, and the model's parameter count
+        self.multi_path, self.param_count = walk_modules(root)
+        self.kinds: dict[int, tuple[str, dict]] = {}  # structural key -> classify_module result
+
+    # -- module level ---------------------------------------------------------------------
+    def local(self, path: str, module: nn.Module) -> LocalGraph:
+        if path not in self.graphs:
+            self.graphs[path] = self.trace(path, module)
+        return self.graphs[path]
+
+    def trace(self, path: str, module: nn.Module) -> LocalGraph:
+        """Trace a module, or reuse the trace of an earlier module built the same way."""
+        key = self.keys.key(module)
+        first = self.traces.get(key) if key is not None else None
+        if first is not None:
+            first.shared = True
+            return LocalGraph(path, module, first.graph, first.error, shared=True)
+        graph = self.sequential_graph(module)
+        lg = LocalGraph(path, module, graph) if graph is not None else trace_module(module, path)
+        if key is not None and reusable(lg):
+            self.traces[key] = lg
+        return lg
+
+    def sequential_graph(self, module: nn.Module) -> fx.Graph | None:
+        """The graph fx would trace for a plain nn.Sequential, built without tracing.
+
+        Sequential.forward calls its children in order; building that graph directly
+        skips the tracer's walks over the whole subtree. Children that also live at
+        another path (fx would name them by their first path) go through the tracer.
+        """
+        if type(module).forward is not nn.Sequential.forward:
+            return None
+        children = module._modules
+        if any(child is None or id(child) in self.multi_path for child in children.values()):
+            return None
+        graph = fx.Graph()
+        value = graph.placeholder("input")
+        for name in children:
+            value = graph.call_module(name, (value,))
+        graph.output(value)
+        return graph
+
+    def expand_root(self, path: str, module: nn.Module) -> None:
+        lg = self.local(path, module)
+        if lg.graph is None:
+            self.leave_out(lg)
+            return
+        self.expand(lg, None)
+
+    def leave_out(self, lg: LocalGraph) -> None:
+        """Report an untraceable module and trace its non-leaf children as islands."""
+        if lg.path in self.islanded:
+            return
+        self.islanded.add(lg.path)
+        self.left_out.append(Skip(name=lg.path or "<root>", reason=f"not traceable ({lg.error}); its submodules "
+                                  "are processed on their own"))
+        for name, child in lg.module.named_children():
+            if not is_structural_leaf(child):
+                self.expand_root(_join(lg.path, name), child)
+
+    def expand(self, lg: LocalGraph, bound: dict | None):
+        """Emit the ops of one module call; returns the value of its output."""
+        lg.calls += 1
+        env: dict[fx.Node, Any] = {}
+        shapes = iter(self.shapes.get(lg.path, {}).get("in", []))
+        for node in lg.graph.nodes:
+            inplace = False
+            if node.op == "placeholder":
+                if bound is None:
+                    name = _join(lg.path, node.name) if lg.path else node.name
+                    env[node] = self.emit(node, lg, "input", {}, [], [], name, next(shapes, None))
+                else:
+                    env[node] = bound.get(node)
+            elif node.op == "get_attr":
+                env[node] = _Const(_fetch(lg.module, node.target))
+            elif node.op == "output":
+                return _value(node.args[0], env)
+            elif node.op == "call_module":
+                sub = submodule(lg.module, node.target)
+                env[node] = self.call_module(node, sub, lg, env)
+                inplace = module_inplace(sub)
+            else:
+                env[node] = self.call_function(node, lg, env)
+                inplace = is_inplace(node, lg.module)
+            if inplace and isinstance(node.args[0], fx.Node):
+                env[node.args[0]] = env[node]  # later reads of the mutated value see this op
+        return None
+
+    def call_module(self, node: fx.Node, sub: nn.Module, lg: LocalGraph, env: dict) -> Any:
+        path = _join(lg.path, node.target)
+        leaf = is_structural_leaf(sub)
+        if not leaf:
+            child = self.local(path, sub)
+            if child.graph is not None:
+                return self.expand(child, _bind(child.graph, node, env))
+            self.leave_out(child)
+        kind, attrs = self.classify(sub) if leaf else ("other", {"opaque": True})
+        shape = self.shapes.get(path, {}).get("out")
+        return self.emit(node, lg, kind, attrs, *_inputs(node, env), self.unique(path), shape)
+
+    def classify(self, leaf: nn.Module) -> tuple[str, dict]:
+        """classify_module, once per structure: leaves built alike classify alike."""
+        key = self.keys.key(leaf)
+        if key is None:
+            return classify_module(leaf)
+        if key not in self.kinds:
+            self.kinds[key] = classify_module(leaf)
+        kind, attrs = self.kinds[key]
+        return kind, dict(attrs)
+
+    def call_function(self, node: fx.Node, lg: LocalGraph, env: dict) -> Any:
+        name = _join(lg.path, node.name) if lg.path else node.name
+        if node.target is operator.getitem:
+            source = env.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+            if isinstance(source, _Struct) and isinstance(node.args[1], int):
+                return source[node.args[1]] if -len(source) <= node.args[1] < len(source) else None
+            if isinstance(source, _Split):  # one part of a split: its own op, read from the whole
+                attrs = {**source.attrs, "index": node.args[1]}
+                return self.emit(node, lg, "split", attrs, [source.source], [None], self.unique(name))
+        args = tuple(_value(a, env) for a in node.args)
+        kwargs = {k: _value(v, env) for k, v in node.kwargs.items()}
+        kind, attrs = classify_call(node.op, node.target, args, kwargs)
+        inputs, locals_ = _inputs(node, env)
+        if kind == "split":
+            if len(inputs) == 1 and _parts_read_by_index(node):
+                return _Split(inputs[0], attrs)
+            kind, attrs = "other", {}  # the parts are used as a whole: one opaque op
+        if kind == "conv":
+            weight = args[1] if len(args) > 1 else kwargs.get("weight")
+            if isinstance(weight, _Const) and isinstance(weight.tensor, torch.Tensor):
+                attrs.update(conv_weight_attrs(weight.tensor, attrs.get("groups", 1)))
+        return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(name))
+
+    # -- op level ---------------------------------------------------------------------------
+    def unique(self, name: str) -> str:
+        uses = self.name_uses.get(name, 0)
+        self.name_uses[name] = uses + 1
+        return name if uses == 0 else f"{name}_{uses}"
+
+    def emit(self, node: fx.Node, lg: LocalGraph, kind: str, attrs: dict, inputs: list,
+             locals_: list, name: str, shape: Any = None) -> str:
+        op_id = f"n{len(self.ops)}"
+        self.ops.append(RawOp(op_id, kind, name, inputs, attrs, shape=shape,
+                              ref=OpRef(lg.path, node, locals_)))
+        return op_id
+
+
+def build_view(model: nn.Module, example_inputs: Any = None) -> TorchGraph:
+    """Trace `model` module by module and build its GraphView.
+
+    example_inputs (a tensor or tuple of tensors) lets seinject record the input shape
+    of every module with one forward pass, for channel counts the structure cannot give.
+
+    Example:
+        >>> built = build_view(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+        >>> built.view.node("n1").channels
+        8
+    """
+    builder = _Builder(model, record_shapes(model, example_inputs))
+    builder.expand_root("", model)
+    return TorchGraph(model, GraphView(builder.ops), builder.graphs, builder.left_out,
+                      builder.param_count)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _parts_read_by_index(split: fx.Node) -> bool:
+    """True when every reader of a split takes one part by a constant, non-negative index."""
+    return bool(split.users) and all(
+        user.target is operator.getitem and user.args[0] is split and len(user.args) > 1
+        and isinstance(user.args[1], int) and user.args[1] >= 0 for user in split.users)
+
+
+def _fetch(module: nn.Module, target: str) -> Any:
+    obj: Any = module
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _value(arg: Any, env: dict) -> Any:
+    if isinstance(arg, fx.Node):
+        return env.get(arg)
+    if isinstance(arg, (list, tuple)):
+        return _Struct(_value(a, env) for a in arg)
+    return arg
+
+
+def _inputs(node: fx.Node, env: dict) -> tuple[list, list]:
+    """Producer ids of a node's tensor inputs, and the local nodes carrying them."""
+    inputs: list = []
+    locals_: list = []
+    for arg in node.args:
+        _collect_inputs(arg, env, inputs, locals_)
+    for arg in node.kwargs.values():
+        _collect_inputs(arg, env, inputs, locals_)
+    return inputs, locals_
+
+
+def _collect_inputs(arg: Any, env: dict, inputs: list, locals_: list) -> None:
+    # a module-level function, not a closure: a recursive closure is a reference cycle
+    # that only the cyclic collector frees, and _inputs runs once per op
+    if isinstance(arg, fx.Node):
+        value = env.get(arg)
+        if isinstance(value, str):
+            inputs.append(value)
+            locals_.append(arg)
+        elif isinstance(value, _Struct):
+            for item in value:
+                if isinstance(item, str):
+                    inputs.append(item)
+                    locals_.append(None)
+    elif isinstance(arg, (list, tuple)):
+        for item in arg:
+            _collect_inputs(item, env, inputs, locals_)
+    elif isinstance(arg, dict):
+        for item in arg.values():
+            _collect_inputs(item, env, inputs, locals_)
+
+
+def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
+    """Map a child graph's placeholders to the values the parent passes in."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    bound: dict = {}
+    positional = list(call.args)
+    for ph in placeholders:
+        name = str(ph.target)
+        if name.startswith("*"):
+            bound[ph] = _Struct(_value(a, env) for a in positional)
+            positional = []
+        elif positional:
+            bound[ph] = _value(positional.pop(0), env)
+        elif name in call.kwargs:
+            bound[ph] = _value(call.kwargs[name], env)
+    return bound
+
+
