@@ -336,7 +336,7 @@ def _run_rules_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "summary"} for r in rows], indent=2))
         return EXIT_OK
-    from .graph.report import format_table
+    from .graph.table import format_table
 
     print(format_table(("rule", "position", "ratio", "description"),
                        [(r["name"], r["position"], f"{r['ratio']:g}", _clip(r["description"], 70)) for r in rows]))

@@ -19,10 +19,26 @@ import json
 from dataclasses import dataclass, field
 
 from .site import Inserted, Site, Skip
+from .table import macs_line, sites_table
+
+
+class _Rows:
+    """List behaviour (len, iteration, indexing) over the list a subclass names in _ROWS."""
+
+    _ROWS = ""
+
+    def __len__(self) -> int:
+        return len(getattr(self, self._ROWS))
+
+    def __iter__(self):
+        return iter(getattr(self, self._ROWS))
+
+    def __getitem__(self, index):
+        return getattr(self, self._ROWS)[index]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Plan:
+class Plan(_Rows):
     """The sites a rule selects in a model (a dry run), plus skipped matches and untraced parts.
 
     Behaves as a list of Site; str() is a table; to_dict()/to_json() for machines.
@@ -43,15 +59,7 @@ class Plan:
     model_params: int | None = None
     input: str | None = None
     counts_macs: bool = False
-
-    def __len__(self) -> int:
-        return len(self.sites)
-
-    def __iter__(self):
-        return iter(self.sites)
-
-    def __getitem__(self, index):
-        return self.sites[index]
+    _ROWS = "sites"
 
     @property
     def added_params(self) -> int:
@@ -98,7 +106,7 @@ class Plan:
 
 
 @dataclass(kw_only=True)
-class ApplyReport:
+class ApplyReport(_Rows):
     """A Plan carried out: the SE blocks inserted, sites the splice could not take, and the parameter share.
 
     Behaves as a list of Inserted. The ONNX backend also fills the verification
@@ -130,15 +138,7 @@ class ApplyReport:
     max_abs_diff: float | None = None
     verify_note: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.inserted)
-
-    def __iter__(self):
-        return iter(self.inserted)
-
-    def __getitem__(self, index):
-        return self.inserted[index]
+    _ROWS = "inserted"
 
     @property
     def rule(self) -> str:
@@ -234,61 +234,6 @@ class ApplyReport:
         return [block.site for block in self.inserted]
 
 
-def sites_table(sites: list[Site], labels: list[str] | None = None, label: str = "#") -> str:
-    """One row per site: its label (the index unless given), placement, stage, channels, hidden
-    width, params, and MACs when some site has them ('?' where the spatial size is symbolic).
-
-    Example:
-        >>> a = Site(name="a", rule="r", position="after", node="n1", consumers=None,
-        ...          channels=64, hidden=4, params=580, stage=1, macs=8704)
-        >>> print(sites_table([a]))
-        #  site     stage  channels  hidden  params   MACs
-        -  -------  -----  --------  ------  ------  -----
-        0  after a      1        64       4     580  8,704
-    """
-    labels = labels if labels is not None else [str(i) for i in range(len(sites))]
-    with_macs = any(s.macs is not None for s in sites)
-    header = (label, "site", "stage", "channels", "hidden", "params") + (("MACs",) if with_macs else ())
-    rows = [(name, s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}")
-            + ((_count(s.macs),) if with_macs else ()) for name, s in zip(labels, sites)]
-    return format_table(header, rows)
-
-
-def macs_line(sites: list[Site]) -> str:
-    """'added MACs per sample: N', noting sites whose spatial size is symbolic (FC MACs only there).
-
-    Example:
-        >>> site = Site(name="a", rule="r", position="after", node="v", consumers=None,
-        ...             channels=64, hidden=4, params=580, stage=1)
-        >>> macs_line([site])
-        'added MACs per sample: 512 + pool and scale at 1 site(s) with a symbolic spatial size (give input shapes)'
-    """
-    unknown = sum(s.macs is None for s in sites)
-    total = sum(s.macs if s.macs is not None else 2 * s.channels * s.hidden for s in sites)
-    line = f"added MACs per sample: {total:,}"
-    return line + (f" + pool and scale at {unknown} site(s) with a symbolic spatial size (give input shapes)"
-                   if unknown else "")
-
-
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned text columns, numbers right-aligned.
-
-    Example:
-        >>> print(format_table(("a", "n"), [("x", "10")]))
-        a   n
-        -  --
-        x  10
-    """
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    numeric = [all(r[i].replace(",", "").isdigit() for r in rows) and rows for i in range(len(header))]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if num else c.ljust(w)
-                         for c, w, num in zip(cells, widths, numeric)).rstrip()
-
-    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
-
-
 def _summary_lines(plan: Plan, skipped: list[Skip]) -> list[str]:
     lines = []
     if not plan.sites:
@@ -302,6 +247,3 @@ def _summary_lines(plan: Plan, skipped: list[Skip]) -> list[str]:
 def _added_macs(sites: list[Site]) -> int:
     return sum(s.macs for s in sites if s.macs)
 
-
-def _count(value: int | None) -> str:
-    return "?" if value is None else f"{value:,}"

@@ -24,7 +24,8 @@ from ..graph.matcher import MatchResult, match
 from ..rule.overrides import resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
-from .splice import restore, splice
+from .install import restore
+from .splice import splice
 from .view import TorchGraph, build_view
 
 log = logging.getLogger("seinject")
