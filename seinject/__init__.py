@@ -13,14 +13,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .rule.config import SEConfig
-from .errors import (ConfigError, ModelError, NoSitesError, RuleError, RuleNotFoundError,
+from .errors import (CheckpointError, ConfigError, ModelError, NoSitesError, RuleError, RuleNotFoundError,
                      SEInjectError, SEInjectWarning)
 from .rule.loader import builtin_rule_names as list_rules
 from .rule.loader import load_rule, parse_rule
 from .rule.schema import Rule
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from .graph.report import ApplyReport, Plan
+    from .torch.training import TrainableSummary
 
 __version__ = "0.1.0"
 
@@ -28,6 +31,8 @@ __all__ = [
     "apply", "plan", "remove", "report", "load_rule", "parse_rule", "list_rules",
     "Rule", "SEConfig", "SEInjectError", "ConfigError", "RuleError", "RuleNotFoundError",
     "ModelError", "NoSitesError", "SEInjectWarning", "onnx",
+    "se_modules", "se_parameters", "mark_trainable", "print_trainable_parameters",
+    "state_dict", "save", "load", "CheckpointError",
 ]
 
 
@@ -94,6 +99,107 @@ def report(model: Any) -> "ApplyReport | None":
         49
     """
     return getattr(model, "_seinject_report", None)
+
+
+def se_modules(model: Any) -> list:
+    """(qualified name, module) of every SE block seinject inserted (not SE modules the model had).
+
+    Example:
+        >>> import torch.nn as nn, seinject
+        >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), rule="conv_block")
+        >>> [name for name, _ in seinject.se_modules(net)]
+        ['...se']
+    """
+    from .torch.training import se_modules as _se_modules
+
+    return _se_modules(model)
+
+
+def se_parameters(model: Any) -> list:
+    """(qualified name, parameter) of exactly the SE blocks seinject inserted: what to give an optimizer.
+
+    Example:
+        >>> import torch.nn as nn, seinject
+        >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), rule="conv_block")
+        >>> [name for name, _ in seinject.se_parameters(net)][:2]
+        ['...se.fc1.weight', '...se.fc1.bias']
+    """
+    from .torch.training import se_parameters as _se_parameters
+
+    return _se_parameters(model)
+
+
+def mark_trainable(model: Any, also: Any = (), *, freeze_norm_stats: bool = False) -> "TrainableSummary":
+    """requires_grad=True on the SE blocks and on parameters whose name a regex in `also` matches, False
+    elsewhere; freeze_norm_stats=True keeps frozen BatchNorm layers in eval mode. Returns the counts
+    (str(): 'trainable params: N || all params: M || trainable%: p').
+
+    Example:
+        >>> import torch.nn as nn, seinject
+        >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), rule="conv_block")
+        >>> print(seinject.mark_trainable(net))
+        trainable params: 49 || all params: 497 || trainable%: 9.8592
+    """
+    from .torch.training import mark_trainable as _mark_trainable
+
+    return _mark_trainable(model, also, freeze_norm_stats=freeze_norm_stats)
+
+
+def print_trainable_parameters(model: Any) -> None:
+    """Print 'trainable params: N || all params: M || trainable%: p' for the model as it is now.
+
+    Example:
+        >>> import torch.nn as nn, seinject
+        >>> seinject.print_trainable_parameters(nn.Linear(3, 2))
+        trainable params: 8 || all params: 8 || trainable%: 100.0000
+    """
+    from .torch.training import print_trainable_parameters as _print
+
+    _print(model)
+
+
+def state_dict(model: Any, also: Any = ()) -> dict:
+    """Only the SE blocks' tensors (and those whose name a regex in `also` matches), by state_dict name.
+
+    Example:
+        >>> import torch.nn as nn, seinject
+        >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), rule="conv_block")
+        >>> sorted(seinject.state_dict(net))
+        ['...se.fc1.bias', '...se.fc1.weight', '...se.fc2.bias', '...se.fc2.weight']
+    """
+    from .torch.checkpoint import state_dict as _state_dict
+
+    return _state_dict(model, also)
+
+
+def save(model: Any, path: Any, *, also: Any = ()) -> "Path":
+    """Write the SE weights and how to rebuild them (rule, overrides, sites) to a safetensors file, atomically.
+
+    Example:
+        >>> import tempfile, torch.nn as nn, seinject
+        >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), rule="conv_block")
+        >>> seinject.save(net, tempfile.mkdtemp() + "/se.safetensors").suffix
+        '.safetensors'
+    """
+    from .torch.checkpoint import save as _save
+
+    return _save(model, path, also=also)
+
+
+def load(model: Any, path: Any, *, strict: bool = True, inplace: bool = False) -> Any:
+    """The model with a checkpoint's SE blocks and weights (a rewritten copy unless inplace=True); a
+    plain model gets the stored rule first. A checkpoint that does not fit raises CheckpointError.
+
+    Example:
+        >>> import tempfile, torch, torch.nn as nn, seinject
+        >>> net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU())
+        >>> path = seinject.save(seinject.apply(net, rule="conv_block"), tempfile.mkdtemp() + "/se.safetensors")
+        >>> [name for name, _ in seinject.se_modules(seinject.load(net, path))]
+        ['...se']
+    """
+    from .torch.checkpoint import load as _load
+
+    return _load(model, path, strict=strict, inplace=inplace)
 
 
 def __getattr__(name: str) -> Any:

@@ -47,6 +47,23 @@ class NoSitesError(SEInjectError):
     """A rule matched nothing and the caller asked for that to be an error (strict mode)."""
 
 
+class CheckpointError(SEInjectError, ValueError):
+    """An SE checkpoint cannot be written or does not fit the model; the message names the file and
+    the first site, block or tensor at fault. `mismatches` lists every mismatch found (one line each).
+
+    Example:
+        >>> err = CheckpointError("no SE block 'layer1.0.se' in the model", path="se.safetensors")
+        >>> str(err), err.mismatches
+        ("se.safetensors: no SE block 'layer1.0.se' in the model", [])
+    """
+
+    def __init__(self, message: str, path: str | None = None, mismatches: "list[str] | None" = None):
+        self.path = path
+        self.reason = message
+        self.mismatches = list(mismatches or [])
+        super().__init__(f"{path}: {message}" if path is not None else message)
+
+
 class SEInjectWarning(UserWarning):
     """Warnings about parts of a model that were left out or look unusual."""
 

@@ -98,13 +98,15 @@ def test_class_attributes_and_methods_are_kept():
     assert sorted(se_blocks(new)) == [f"layer{i}.0.se" for i in range(1, 5)]
 
 
-def test_sequential_owners_keep_their_length_and_indexing():
+def test_sequential_blocks_live_on_the_leaf_child_they_follow():
     model, x = build("vgg_tiny")
     new = seinject.apply(model, rule="conv_block")
     assert len(new.features) == len(model.features)
-    assert [type(m) for m in new.features] == [type(m) for m in model.features]
+    assert all(isinstance(m, type(o)) for m, o in zip(new.features, model.features))
     assert type(new.features[-1]) is type(model.features[-1])
-    assert sorted(n for n, _ in new.features.named_children() if n.startswith("se")) == ["se_10", "se_13", "se_2", "se_6"]
+    expected = [f"features.{i}.se" for i in (2, 6, 10, 13)]
+    assert [block.module for block in seinject.report(new).inserted] == expected
+    assert sorted(se_blocks(new)) == sorted(expected)
 
 
 def test_resnet50_with_ratio_16_divisor_8_is_the_papers_se_resnet50():

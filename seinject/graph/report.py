@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .site import Inserted, Site, Skip
 from .table import macs_line, sites_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..rule.schema import Rule
 
 
 class _Rows:
@@ -111,7 +115,9 @@ class ApplyReport(_Rows):
 
     Behaves as a list of Inserted. The ONNX backend also fills the verification
     result (verified None: not verified, verify_note says why), the file written and
-    the seconds each step took.
+    the seconds each step took. The torch backend records the rule as it was given
+    (`rule_spec`, before keyword overrides) and the `overrides`, so the rewrite can be
+    repeated (seinject.save stores both).
 
     Example:
         >>> site = Site(name="1", rule="conv_block", position="after", node="n1", consumers=None,
@@ -138,6 +144,8 @@ class ApplyReport(_Rows):
     max_abs_diff: float | None = None
     verify_note: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    rule_spec: "Rule | None" = None
+    overrides: dict = field(default_factory=dict)
     _ROWS = "inserted"
 
     @property

@@ -19,21 +19,19 @@ from typing import Any
 from torch import nn
 
 from .block import SqueezeExcite
-from ..errors import ModelError, NoSitesError, SEInjectWarning
+from ..errors import NoSitesError, SEInjectWarning
 from ..graph.matcher import MatchResult, match
+from ..rule.loader import load_rule
 from ..rule.overrides import resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
 from .install import restore
 from .splice import splice
 from .view import TorchGraph, build_view
+from .wrappers import check_restorable, check_rewritable, compiled_inner
 
 log = logging.getLogger("seinject")
 
-def _check_model(model: Any) -> None:
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"expected a torch.nn.Module, got {type(model).__name__}"
-                         " (for ONNX models use seinject.onnx.apply)")
 
 
 def plan(model: nn.Module, rule: "str | Rule" = "after_residual", *, example_inputs: Any = None,
@@ -47,7 +45,8 @@ def plan(model: nn.Module, rule: "str | Rule" = "after_residual", *, example_inp
         -  -------  -----  --------  ------  ------
         0  after 1      1        16       1      49
     """
-    _check_model(model)
+    model = compiled_inner(model) or model  # torch.compile's wrapper: plan the model it wraps
+    check_rewritable(model)
     resolved = resolve_rule(rule, overrides)
     with _gc_paused():
         traced = build_view(model, example_inputs)
@@ -63,14 +62,21 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     Example:
         >>> import torch.nn as nn
         >>> net = apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), "conv_block")
-        >>> type(net[1]).__name__, hasattr(net, "se")
-        ('ReLU', True)
+        >>> type(net[1]).__name__, [name for name, _ in net.named_modules() if name.endswith("se")]
+        ('ReLU', ['1.se'])
     """
-    _check_model(model)
-    resolved = resolve_rule(rule, overrides)
+    inner = compiled_inner(model)
+    if inner is not None:  # torch.compile's wrapper: rewrite the model it wraps
+        new = apply(inner, rule, inplace=inplace, example_inputs=example_inputs, strict=strict,
+                    verbose=verbose, **overrides)
+        return model if inplace else new
+    check_rewritable(model)
+    spec = load_rule(rule)
+    resolved = resolve_rule(spec, overrides)
     with _gc_paused():
         target = model if inplace else copy.deepcopy(model)
         report = _rewrite(target, resolved, example_inputs)
+        report.rule_spec, report.overrides = spec, dict(overrides)  # what seinject.save stores
         target.__dict__["_seinject_report"] = report
     if not report.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {type(model).__name__}: "
@@ -114,7 +120,7 @@ def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         >>> hasattr(remove(net), "se")
         False
     """
-    _check_model(model)
+    check_restorable(model)
     target = model if inplace else copy.deepcopy(model)
     trained = [name for name, m in target.named_modules()
                if isinstance(m, SqueezeExcite) and not m.is_identity()]

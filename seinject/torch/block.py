@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -48,6 +49,34 @@ def _unfilled_linear(in_features: int, out_features: int, **factory: Any) -> nn.
     layer = _Unfilled(in_features, out_features, **factory)
     layer.__class__ = nn.Linear
     return layer
+
+
+def squeeze_spatial(x: torch.Tensor) -> torch.Tensor:
+    """The mean over every spatial dim of an N×C×… tensor: N×C.
+
+    A leaf call under torch.fx tracing (torch.fx.wrap): it reads x.dim(), which a traced
+    tensor does not have, so models holding SE blocks stay traceable.
+
+    Example:
+        >>> squeeze_spatial(torch.ones(2, 3, 4, 5)).shape
+        torch.Size([2, 3])
+    """
+    spatial = tuple(range(2, x.dim()))
+    return x.mean(spatial) if spatial else x
+
+
+def scale_channels(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x (N×C×…) times scale (N×C), broadcast over the spatial dims; a leaf call under torch.fx.
+
+    Example:
+        >>> scale_channels(torch.ones(1, 2, 3), torch.tensor([[2.0, 3.0]]))[0, :, 0]
+        tensor([2., 3.])
+    """
+    return x * scale.reshape(scale.shape + (1,) * (x.dim() - 2))
+
+
+torch.fx.wrap("squeeze_spatial")
+torch.fx.wrap("scale_channels")
 
 
 class SqueezeExcite(nn.Module):
@@ -86,10 +115,11 @@ class SqueezeExcite(nn.Module):
                 self.fc2.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spatial = tuple(range(2, x.dim()))
-        squeezed = x.mean(spatial) if spatial else x
-        scale = self.gain * _GATES[self.gate_name](self.fc2(self.act(self.fc1(squeezed))))
-        return x * scale.reshape(scale.shape + (1,) * len(spatial))
+        # nan_to_num: an activation near the dtype's largest value can overflow fc1 to inf;
+        # the zero fc2 of a block at identity must still give exactly 0, not 0·inf = nan
+        hidden = torch.nan_to_num(self.act(self.fc1(squeeze_spatial(x))))
+        scale = self.gain * _GATES[self.gate_name](self.fc2(hidden))
+        return scale_channels(x, scale)
 
     def is_identity(self) -> bool:
         """True while the block still returns its input exactly (fc2 all zero, gain·gate(0) = 1).

@@ -2,10 +2,22 @@
 
 A module that receives SE blocks becomes an instance of a subclass of its own class whose
 forward is the edited fx code (isinstance, methods, attributes and children stay). Modules
-whose forward compiles to the same code share one subclass. The module remembers its
-original class and the names of its SE children, so `restore` can undo everything.
-nn.Sequential / nn.ModuleList owners keep their length, iteration and indexing: their SE
-children are hidden from them.
+whose forward compiles to the same code share one subclass. A leaf child of a plain
+nn.Sequential instead gets its block attached: its subclass runs `se(original forward)`
+(or the original forward on `se(input)`), so the block goes wherever the child goes.
+An fx.GraphModule keeps its class: its own graph gets the calls (see splice); every
+inserted block carries a mark, which copying and pickling keep. The module remembers its original class and the names of
+its SE children, so `restore` can undo everything. nn.Sequential / nn.ModuleList owners
+whose forward holds a block keep their length, iteration and indexing (the SE children
+are hidden from them), and refuse to be sliced, which would drop the block.
+
+Rewritten classes pickle by recipe: an instance pickles as (`rebuild`, its class's `Recipe`,
+its state). The recipe holds the original class by reference, the forward source code,
+the train/eval dispatch flag and the code's globals (python modules by import name), so
+`pickle`, `torch.save`, `copy.deepcopy` and multiprocessing work, and modules that shared
+a class share it again after loading in one process. Loading such a pickle compiles and
+runs the stored forward source, as loading any pickle can run code: load only pickles
+you trust.
 
 Example:
     >>> import torch.nn as nn
@@ -15,43 +27,129 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
+import types
 import weakref
-from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch.fx as fx
 from torch import nn
 
+from ..errors import ModelError
+
 ORIGINAL_CLASS = "_seinject_original_class"
 SE_NAMES = "_seinject_se_names"
-
+ATTACHED = "_seinject_attached"      # ([names run on the input], [names run on the output])
+INSERTED = "_seinject_inserted"      # on every block seinject inserts
+_PRESERVED = "_user_preserved_attributes"  # GraphModule.meta key: attributes deepcopy sets again
 
 # Rewritten classes, shared by every instance whose forward compiles to the same code
 # (the 16 bottlenecks of a ResNet-50 that get the same edit share one class).
 _CLASSES: "weakref.WeakValueDictionary[tuple, type]" = weakref.WeakValueDictionary()
 
 
-def _compile(code, owner: str):
-    namespace = dict(code.globals)
-    exec(compile(code.src, f"<seinject forward of {owner}>", "exec"), namespace)
+@dataclass(frozen=True, eq=False)
+class _ModuleRef:
+    """A python module in a forward's globals, by import name (module objects do not pickle)."""
+
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Recipe:
+    """What makes a rewritten class: the original class, the forward source per traced
+    mode (none: a leaf with attached blocks), the mode traced first when there are two,
+    and each source's globals with python modules replaced by their import names.
+
+    Immutable: copying a model shares it.
+
+    Example:
+        >>> Recipe(nn.ReLU, (), (), None).make().__name__
+        'ReLU'
+    """
+
+    original: type
+    sources: tuple[str, ...]
+    globals: tuple[dict, ...]
+    traced_training: bool | None
+
+    @classmethod
+    def of(cls, original: type, codes: list, traced_training: bool | None) -> "Recipe":
+        portable = tuple({k: _ModuleRef(v.__name__) if isinstance(v, types.ModuleType) else v
+                          for k, v in code.globals.items()} for code in codes)
+        return cls(original, tuple(code.src for code in codes), portable, traced_training)
+
+    def key(self) -> tuple:
+        return (self.original, self.sources, self.traced_training)
+
+    def make(self) -> type:
+        """The rewritten class (from the cache when this process has made it already)."""
+        new_class = _CLASSES.get(self.key())
+        if new_class is None:
+            new_class = _CLASSES.setdefault(self.key(), self._build())
+        return new_class
+
+    def _build(self) -> type:
+        original = self.original
+        body = {"__module__": original.__module__, "__reduce_ex__": _reduce_ex, "_seinject_recipe": self}
+        if self.sources:
+            name = original.__name__
+            forwards = [_compile(src, _resolve(g), name) for src, g in zip(self.sources, self.globals)]
+            body["forward"] = forwards[0] if len(forwards) == 1 else _dispatch(forwards, self.traced_training)
+            if issubclass(original, (nn.Sequential, nn.ModuleList)):
+                body.update(_HIDE_SE)
+        else:
+            body["forward"] = _attached_forward(original.forward)
+        new_class = type(original.__name__, (original,), body)
+        new_class.__qualname__ = original.__qualname__
+        return new_class
+
+    def __copy__(self) -> "Recipe":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Recipe":
+        return self
+
+
+def rebuild(recipe: Recipe) -> nn.Module:
+    """An uninitialised instance of the recipe's class; unpickling then sets its state.
+
+    Loading a pickle that calls this compiles and runs the recipe's forward source.
+
+    Example:
+        >>> type(rebuild(Recipe(nn.ReLU, (), (), None))).__mro__[1] is nn.ReLU
+        True
+    """
+    new_class = recipe.make()
+    return new_class.__new__(new_class)
+
+
+def _reduce_ex(self, protocol: int):
+    return rebuild, (type(self).__dict__["_seinject_recipe"],), self.__getstate__()
+
+
+def _resolve(portable: dict) -> dict:
+    return {k: _import(v.name) if isinstance(v, _ModuleRef) else v for k, v in portable.items()}
+
+
+def _import(name: str) -> types.ModuleType:
+    module = sys.modules.get(name)
+    return module if module is not None else importlib.import_module(name)
+
+
+def _compile(src: str, namespace: dict, owner: str):
+    exec(compile(src, f"<seinject forward of {owner}>", "exec"), namespace)
     return namespace["forward"]
 
 
 def install(module: nn.Module, graphs: list[fx.Graph], names: list[str]) -> None:
+    """Give the module the forward of `graphs` (one per traced mode) on a rewritten class."""
     original = module.__dict__.get(ORIGINAL_CLASS, type(module))
     codes = [graph.python_code(root_module="self") for graph in graphs]
-    key = (original, tuple(code.src for code in codes), module.training if len(codes) > 1 else None)
-    new_class = _CLASSES.get(key)
-    if new_class is None:
-        forwards = [_compile(code, original.__name__) for code in codes]
-        forward = forwards[0] if len(forwards) == 1 else _dispatch(forwards, module.training)
-        body = {"forward": forward, "__module__": original.__module__}
-        if issubclass(original, (nn.Sequential, nn.ModuleList)):
-            body.update(_HIDE_SE)
-        new_class = type(original.__name__, (original,), body)
-        new_class.__qualname__ = original.__qualname__
-        _CLASSES[key] = new_class
-    adopt(module, new_class, names)
+    recipe = Recipe.of(original, codes, module.training if len(codes) > 1 else None)
+    adopt(module, recipe.make(), names)
 
 
 def adopt(module: nn.Module, new_class: type, names: list[str]) -> None:
@@ -60,6 +158,59 @@ def adopt(module: nn.Module, new_class: type, names: list[str]) -> None:
     module.__class__ = new_class
     module.__dict__[ORIGINAL_CLASS] = original
     module.__dict__[SE_NAMES] = list(module.__dict__.get(SE_NAMES, [])) + names
+
+
+def attach(module: nn.Module, name: str, before: bool) -> None:
+    """Make the module run its child `name` on its output (on its input when `before`).
+
+    Example:
+        >>> import torch
+        >>> relu = nn.ReLU()
+        >>> relu.add_module("se", nn.Identity())
+        >>> attach(relu, "se", before=False)
+        >>> type(relu).__name__, relu(torch.tensor([-1.0, 2.0])).tolist(), restore(relu)
+        ('ReLU', [0.0, 2.0], 1)
+    """
+    if ATTACHED not in module.__dict__:
+        adopt(module, Recipe(type(module), (), (), None).make(), [])
+        module.__dict__[ATTACHED] = ([], [])
+    module.__dict__[ATTACHED][0 if before else 1].append(name)
+    module.__dict__[SE_NAMES].append(name)
+
+
+def _attached_forward(inner):
+    def forward(self, *args, **kwargs):
+        before, after = self.__dict__[ATTACHED]
+        blocks = self._modules
+        for name in before:
+            args = (blocks[name](args[0]),) + args[1:]
+        out = inner(self, *args, **kwargs)
+        for name in after:
+            out = blocks[name](out)
+        return out
+    return forward
+
+
+def mark_inserted(block: nn.Module) -> None:
+    """Mark a block as inserted by seinject (the mark survives copying and pickling).
+
+    Example:
+        >>> block = nn.Identity(); mark_inserted(block); is_inserted(block)
+        True
+    """
+    block.__dict__[INSERTED] = True
+
+
+def is_inserted(block: nn.Module) -> bool:
+    """Whether seinject inserted this block (see mark_inserted)."""
+    return block.__dict__.get(INSERTED, False) is True
+
+
+def record_graph_blocks(module: fx.GraphModule, names: list[str]) -> None:
+    """Remember the blocks a GraphModule's graph now calls, also across copy.deepcopy
+    (which keeps only the attributes that its meta lists as preserved)."""
+    module.__dict__[SE_NAMES] = list(module.__dict__.get(SE_NAMES, [])) + names
+    module.meta.setdefault(_PRESERVED, {})[SE_NAMES] = module.__dict__[SE_NAMES]
 
 
 def _dispatch(forwards: list, traced_training: bool):
@@ -93,10 +244,9 @@ def _iter(self):
 def _getitem(self, idx):
     items = _visible(self)
     if isinstance(idx, slice):
-        original = self.__dict__[ORIGINAL_CLASS]
-        if issubclass(original, nn.Sequential):
-            return nn.Sequential(OrderedDict(items[idx]))
-        return nn.ModuleList([m for _, m in items[idx]])
+        raise ModelError(f"cannot slice this {self.__dict__[ORIGINAL_CLASS].__name__}: its forward calls the "
+                         f"SE block(s) {self.__dict__[SE_NAMES]}, which a slice would drop; slice the model "
+                         "before seinject.apply, or after seinject.remove")
     return items[idx][1]
 
 
@@ -113,6 +263,8 @@ def restore(model: nn.Module) -> int:
     """
     removed = 0
     for module in list(model.modules()):
+        if isinstance(module, fx.GraphModule):
+            removed += _restore_graph(module)
         original = module.__dict__.get(ORIGINAL_CLASS)
         if original is None:
             continue
@@ -120,6 +272,24 @@ def restore(model: nn.Module) -> int:
             if name in module._modules:
                 del module._modules[name]
                 removed += 1
+        module.__dict__.pop(ATTACHED, None)
         del module.__dict__[ORIGINAL_CLASS]
         module.__class__ = original
+    return removed
+
+
+def _restore_graph(module: fx.GraphModule) -> int:
+    """Take the marked blocks' calls out of a GraphModule's graph, and the blocks with them."""
+    removed = 0
+    for node in list(module.graph.nodes):
+        block = module._modules.get(node.target) if node.op == "call_module" else None
+        if block is not None and is_inserted(block):
+            node.replace_all_uses_with(node.args[0])
+            module.graph.erase_node(node)
+            del module._modules[node.target]
+            removed += 1
+    if removed:
+        module.recompile()
+    module.__dict__.pop(SE_NAMES, None)
+    getattr(module, "meta", {}).get(_PRESERVED, {}).pop(SE_NAMES, None)
     return removed

@@ -10,6 +10,14 @@ forward dispatches on `self.training`. Modules that share a trace and get the sa
 edit share the rewritten class, each with its own SE child (seinject.torch.install);
 `restore` there undoes all of it.
 
+Two kinds of owner take their blocks differently. A plain nn.Sequential's graph only
+chains its children, so a block there is attached to the leaf child whose output it
+scales (or whose input, before child 0): the child runs it, and slicing, iterating or
+re-wrapping the Sequential keeps it. The Sequential's forward holds the block only when
+that child is at several paths, called more than once, or not a leaf. An fx.GraphModule
+gets the calls in its own graph, recompiled, so `.code` shows them and `recompile()`
+keeps them.
+
 Example:
     >>> import torch, torch.nn as nn
     >>> from seinject.torch.view import build_view
@@ -20,7 +28,7 @@ Example:
     >>> rule = load_rule("conv_block")
     >>> done = splice(traced, match(rule, traced.view).sites, rule.se)
     >>> [block.module for block in done.inserted]
-    ['se']
+    ['1.se']
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from torch import nn
 from ..graph.site import Inserted, Site, Skip, SpliceResult
 from ..rule.config import SEConfig
 from .block import SqueezeExcite
-from .install import adopt, install
+from .install import adopt, attach, install, mark_inserted, record_graph_blocks
+from .kinds import is_se_module, is_structural_leaf
 from .trace import LocalGraph, is_inplace, trace_module
 from .view import TorchGraph
 
@@ -65,7 +74,11 @@ def splice(traced: TorchGraph, sites: list[Site], config: SEConfig) -> SpliceRes
     done: dict[tuple, type] = {}  # (trace, edits) -> class made for it, for modules built alike
     for owner, owner_edits in edits.items():
         lg = traced.graphs[owner]
-        outcome = _rewrite_module(lg, owner_edits, config, done)
+        if isinstance(lg.module, fx.GraphModule):
+            outcome = _rewrite_graph_module(lg, owner_edits, config)
+        else:
+            owner_edits = _attach_to_children(traced, lg, owner_edits, config, result)
+            outcome = _rewrite_module(lg, owner_edits, config, done) if owner_edits else []
         if isinstance(outcome, Skip):
             result.skipped.extend(Skip(name=e.site.name, reason=outcome.reason) for e in owner_edits)
             continue
@@ -101,6 +114,62 @@ def _locate(traced: TorchGraph, site: Site):
         return Skip(name=site.name, reason=f"module {owner or '<root>'!r} is called {lg.calls} times; an SE "
                     "block inside it would act at every call")
     return owner, _Edit(site, value, users)
+
+
+def _attach_to_children(traced: TorchGraph, lg: LocalGraph, edits: list[_Edit], config: SEConfig,
+                        result: SpliceResult) -> list[_Edit]:
+    """Attach to its leaf child each block of a plain nn.Sequential's own graph that can live
+    there (so slicing, iterating and re-wrapping the Sequential keep it); the edits left over."""
+    if type(lg.module).forward is not nn.Sequential.forward:
+        return edits
+    rest = []
+    for edit in edits:
+        found = _attachment(traced, lg.module, edit)
+        if found is None:
+            rest.append(edit)
+            continue
+        name, child, before = found
+        attr = _se_names(child, [edit])[0]
+        _add_blocks(child, [attr], [edit], config, placed_like=lg.module)  # a ReLU has no tensors
+        attach(child, attr, before)
+        path = f"{lg.path}.{name}" if lg.path else name
+        result.inserted.append(Inserted(module=f"{path}.{attr}", site=edit.site))
+    return rest
+
+
+def _attachment(traced: TorchGraph, sequential: nn.Module, edit: _Edit):
+    """(name, child, before) when the edit's block can be attached to a child of the Sequential:
+    after a leaf child (every reader of its output), or before child 0 when that child is the
+    only reader of the Sequential's input. The child must be at one path and called once."""
+    value, users = edit.value, edit.users
+    if value.op == "call_module" and (users is None or set(users) == set(value.users)):
+        target, before = value.target, False
+    elif value.op == "placeholder" and users is not None and len(value.users) == 1 and \
+            set(users) == set(value.users) and users[0].op == "call_module":
+        target, before = users[0].target, True
+    else:
+        return None
+    child = sequential._modules.get(str(target))
+    if child is None or not is_structural_leaf(child) or is_se_module(child):
+        return None
+    if id(child) in traced.multi_path or traced.leaf_calls.get(id(child), 0) != 1:
+        return None
+    return str(target), child, before
+
+
+def _rewrite_graph_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
+    """Insert the calls into a GraphModule's own graph and recompile it; its class stays."""
+    module = lg.module
+    if lg.graph is not module.graph:
+        return Skip(name=lg.path, reason=f"GraphModule {lg.path or '<root>'!r} shares its trace with another")
+    names = _se_names(module, edits)
+    _add_blocks(module, names, edits, config)
+    record_graph_blocks(module, names)
+    for attr, edit in zip(names, edits):
+        _insert_call(module.graph, module, edit.value, None if edit.users is None else list(edit.users), attr)
+    module.graph.lint()
+    module.recompile()
+    return list(zip(names, edits))
 
 
 def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: dict[tuple, type]):
@@ -142,10 +211,13 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
     return list(zip(names, edits))
 
 
-def _add_blocks(module: nn.Module, names: list[str], edits: list[_Edit], config: SEConfig) -> None:
-    device, dtype = _placement(module)
+def _add_blocks(module: nn.Module, names: list[str], edits: list[_Edit], config: SEConfig,
+                placed_like: nn.Module | None = None) -> None:
+    device, dtype = _placement(module if placed_like is None else placed_like)
     for attr, edit in zip(names, edits):
-        module.add_module(attr, SqueezeExcite(edit.site.channels, config, device=device, dtype=dtype))
+        block = SqueezeExcite(edit.site.channels, config, device=device, dtype=dtype)
+        mark_inserted(block)
+        module.add_module(attr, block)
 
 
 def _other_mode_graph(lg: LocalGraph):

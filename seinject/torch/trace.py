@@ -48,6 +48,8 @@ def trace_module(module: nn.Module, path: str = "") -> LocalGraph:
         >>> trace_module(nn.Sequential(nn.ReLU())).graph is not None
         True
     """
+    if isinstance(module, fx.GraphModule):  # its forward is its graph: read (and edit) that one
+        return LocalGraph(path, module, module.graph)
     try:
         graph = _ShallowTracer().trace(module)
     except Exception as exc:  # any failure of user code under tracing leaves the module out

@@ -31,6 +31,7 @@ from torch import nn
 from ..graph.site import Skip
 from ..graph.view import GraphView, RawOp
 from .kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
+from .install import ATTACHED
 from .structure import StructureKeys
 from .trace import (LocalGraph, is_inplace, module_inplace, record_shapes, reusable, submodule,
                     trace_module, walk_modules)
@@ -55,6 +56,8 @@ class TorchGraph:
     graphs: dict[str, LocalGraph]
     left_out: list[Skip] = field(default_factory=list)
     param_count: int = 0  # elements in the model's parameters (each shared tensor once)
+    multi_path: set[int] = field(default_factory=set)  # ids of modules at more than one path
+    leaf_calls: dict[int, int] = field(default_factory=dict)  # leaf module id -> calls in the view
 
 
 class _Struct(tuple):
@@ -90,6 +93,7 @@ class _Builder:
         # ids of modules reachable by more than one path, and the model's parameter count
         self.multi_path, self.param_count = walk_modules(root)
         self.kinds: dict[int, tuple[str, dict]] = {}  # structural key -> classify_module result
+        self.leaf_calls: dict[int, int] = {}  # leaf module id -> how often the view calls it
 
     # -- module level ---------------------------------------------------------------------
     def local(self, path: str, module: nn.Module) -> LocalGraph:
@@ -185,7 +189,30 @@ class _Builder:
             self.leave_out(child)
         kind, attrs = self.classify(sub) if leaf else ("other", {"opaque": True})
         shape = self.shapes.get(path, {}).get("out")
-        return self.emit(node, lg, kind, attrs, *_inputs(node, env), self.unique(path), shape)
+        inputs, locals_ = _inputs(node, env)
+        if not leaf:
+            return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(path), shape)
+        self.leaf_calls[id(sub)] = self.leaf_calls.get(id(sub), 0) + 1
+        attached = sub.__dict__.get(ATTACHED)
+        if attached is None:
+            return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(path), shape)
+        # blocks attached to the leaf: "se" ops on its input, then the leaf, then "se" ops on its output
+        before, after = attached
+        carrier = locals_[0] if locals_ and locals_[0] is not None else node
+        for name in before:
+            inputs[:1] = [self.attached_se(carrier, lg, sub, path, name, inputs[:1], locals_[:1])]
+        op = self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(path), shape)
+        for name in after:
+            op = self.attached_se(node, lg, sub, path, name, [op], [node])
+        return op
+
+    def attached_se(self, node: fx.Node, lg: LocalGraph, leaf: nn.Module, path: str, name: str,
+                    inputs: list, locals_: list) -> str:
+        """Emit the "se" op of a block attached to a leaf (its value is carried by `node`)."""
+        block_path = _join(path, name)
+        kind, attrs = classify_module(leaf._modules[name])
+        shape = self.shapes.get(block_path, {}).get("out")
+        return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(block_path), shape)
 
     def classify(self, leaf: nn.Module) -> tuple[str, dict]:
         """classify_module, once per structure: leaves built alike classify alike."""
@@ -248,7 +275,7 @@ def build_view(model: nn.Module, example_inputs: Any = None) -> TorchGraph:
     builder = _Builder(model, record_shapes(model, example_inputs))
     builder.expand_root("", model)
     return TorchGraph(model, GraphView(builder.ops), builder.graphs, builder.left_out,
-                      builder.param_count)
+                      builder.param_count, builder.multi_path, builder.leaf_calls)
 
 
 # -- helpers ------------------------------------------------------------------------------
