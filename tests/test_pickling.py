@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 import seinject
 from seinject.torch.block import SqueezeExcite
 from tests.helpers import build
+from tests.models.control_flow import TrainEvalBlock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,24 +34,9 @@ CASES = [
 ]
 
 
-class ModeBlock(torch.nn.Module):
-    """A block whose forward reads self.training: its rewritten class dispatches on the mode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(8, 8, 3, padding=1)
-        self.bn = torch.nn.BatchNorm2d(8)
-
-    def forward(self, x):
-        out = self.bn(self.conv(x))
-        if self.training:
-            out = out * 0.5
-        return torch.relu(out + x)
-
-
 def mode_net() -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), ModeBlock())
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), TrainEvalBlock())
 
 
 def trained(model: torch.nn.Module, rule: str) -> torch.nn.Module:

@@ -8,6 +8,7 @@ import torch
 import seinject
 from seinject.torch.block import SqueezeExcite
 from tests.helpers import apply_quiet, build, max_diff
+from tests.models.control_flow import TrainEvalBlock
 from tests.test_torch_sites import EXPECTED
 
 CASES = sorted((f, r) for (f, r), names in EXPECTED.items() if names)
@@ -189,19 +190,7 @@ def test_not_a_module_is_a_clear_error():
 
 
 def test_train_eval_dependent_forward_keeps_both_modes():
-    class ModeBlock(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(8, 8, 3, padding=1)
-            self.bn = torch.nn.BatchNorm2d(8)
-
-        def forward(self, x):
-            out = self.bn(self.conv(x))
-            if self.training:
-                out = out * 0.5
-            return torch.relu(out + x)
-
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), ModeBlock())
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), TrainEvalBlock())
     x = torch.randn(2, 3, 8, 8)
     new = seinject.apply(model, rule="after_residual")
     assert len(se_blocks(new)) == 1

@@ -75,6 +75,25 @@ class GatedResidualBlock(nn.Module):
         return self.relu(out)
 
 
+class TrainEvalBlock(nn.Module):
+    """A block whose forward reads self.training: its rewritten class dispatches on the mode.
+
+        x ─┬─ conv ─ bn ─ (×0.5 in train mode) ─┐
+           └──────────────────────────────────(+)─ relu
+    """
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn(self.conv(x))
+        if self.training:
+            out = out * 0.5
+        return (out + x).relu()
+
+
 def _head(channels: int, num_classes: int) -> nn.Sequential:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(channels, num_classes))
 
