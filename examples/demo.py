@@ -1,4 +1,4 @@
-"""End-to-end demo on a bundled model: plan, apply, check identity, fine-tune a step, remove.
+"""End-to-end demo on a bundled model: plan, apply, check identity, fine-tune, save and load the SE weights, remove.
 
 Run with `bash scripts/demo.sh` (sets up .venv first). Uses the in-repo ResNet-50
 (torchvision's structure, random weights standing in for a checkpoint): no downloads.
@@ -41,14 +41,29 @@ def main() -> None:
     print(f"original checkpoint loads: {len(missing.missing_keys)} SE keys missing, "
           f"{len(missing.unexpected_keys)} unexpected")
 
-    se_params = [p for n, p in se_model.named_parameters() if ".se." in n]
-    optimizer = torch.optim.SGD(se_params, lr=0.1)
+    # frozen norm layers stay in eval mode: the SE weights are all that training changes
+    print(f"\n== fine-tune the SE blocks only: {seinject.mark_trainable(se_model, freeze_norm_stats=True)}")
+    optimizer = torch.optim.AdamW([p for _, p in seinject.se_parameters(se_model)], lr=1e-2)
     se_model.train()
-    loss = torch.nn.functional.cross_entropy(se_model(x), torch.tensor([1, 2]))
-    loss.backward()
-    optimizer.step()
-    print(f"one fine-tuning step on the SE parameters only: loss {loss.item():.4f}")
+    for step in range(2):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(se_model(x), torch.tensor([1, 2]))
+        loss.backward()
+        optimizer.step()
+        print(f"step {step + 1}: loss {loss.item():.4f}")
 
+    se_file = checkpoint.with_name("se.safetensors")
+    seinject.save(se_model, se_file)
+    fresh = resnet50()
+    fresh.load_state_dict(torch.load(checkpoint))
+    reloaded = seinject.load(fresh, se_file).eval()
+    se_model.eval()
+    with torch.no_grad():
+        same_outputs = torch.equal(reloaded(x), se_model(x))
+    print(f"saved {se_file.stat().st_size / 1e6:.1f} MB of SE weights and the rule; loaded onto a fresh "
+          f"ResNet-50: outputs equal: {same_outputs}")
+
+    print()
     restored = seinject.remove(seinject.apply(model, rule="after_residual"))
     same = list(restored.state_dict()) == list(model.state_dict())
     print(f"remove() gives back the original state_dict keys: {same}")
