@@ -363,3 +363,13 @@ def test_torch_compile_wrappers_save_and_load_the_model_they_wrap(tmp_path):
     wrapper = torch.compile(build("resnet_tiny")[0])
     assert seinject.load(wrapper, path, inplace=True) is wrapper
     assert torch.equal(outputs(wrapper._orig_mod, x), outputs(model, x))
+
+
+def test_a_checkpoint_from_other_sites_is_refused_even_with_the_same_names(tmp_path):
+    """residual_branch and after_residual both name their blocks layer1.0.se, at other sites."""
+    base, _ = build("resnet_tiny")
+    saved = seinject.apply(base, rule="residual_branch")
+    seinject.save(saved, tmp_path / "rb.safetensors")
+    other = seinject.apply(base, rule="after_residual")
+    with pytest.raises(CheckpointError, match="sits"):
+        seinject.load(other, tmp_path / "rb.safetensors")

@@ -100,3 +100,15 @@ def test_a_graphmodule_inside_a_model_gets_the_blocks_in_its_graph():
     with pytest.warns(seinject.SEInjectWarning, match="no longer at identity"):
         restored = seinject.remove(new)
     assert restored[1].code == model[1].code
+
+
+def test_copies_of_a_rewritten_graphmodule_keep_the_report_and_the_blocks(tmp_path):
+    """deepcopy keeps only what a GraphModule's meta preserves; pickle drops meta: blocks are found by their mark."""
+    torch.manual_seed(0)
+    rewritten = seinject.apply(torch.fx.symbolic_trace(resnet_tiny()), rule="residual_branch")
+    copied = copy.deepcopy(rewritten)
+    assert seinject.report(copied) is not None and len(seinject.report(copied)) == 4
+    seinject.save(copied, tmp_path / "gm.safetensors")
+    twice = copy.deepcopy(pickle.loads(pickle.dumps(rewritten)))
+    assert len(seinject.se_modules(twice)) == 4
+    assert seinject.mark_trainable(twice).trainable == sum(p.numel() for _, p in seinject.se_parameters(rewritten))

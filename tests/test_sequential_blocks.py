@@ -128,3 +128,29 @@ def test_a_child_called_twice_keeps_the_block_in_the_sequential():
     with torch.no_grad():
         expected = torch.relu(new.seq.se(torch.relu(new.seq[0](x))) - 1.0)
     assert torch.equal(run(new, x), expected)
+
+
+class InPlaceEntryBlock(nn.Module):
+    """x ─┬─ [relu(inplace) ─ conv ─ bn] ─┐   the in-place ReLU also changes what the shortcut reads
+          └──────────────────────────────(+)"""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        self.branch = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1),
+                                    nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        return x + self.branch(x)
+
+
+def test_no_block_goes_before_an_in_place_first_op_of_a_branch():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), InPlaceEntryBlock(), InPlaceEntryBlock()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.warns(seinject.SEInjectWarning):
+        new = seinject.apply(model, rule="before_residual")
+    report = seinject.report(new)
+    assert len(report) == 0 and all("in-place" in skip.reason for skip in report.skipped)
+    assert torch.equal(new(x), model(x))
+    other = seinject.apply(model, rule="residual_branch")  # the branch's end is fine
+    assert len(seinject.report(other)) == 2 and torch.equal(other(x), model(x))

@@ -25,12 +25,13 @@ from ..rule.loader import load_rule
 from ..rule.overrides import resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
-from .install import restore
+from .install import keep_across_copies, restore
 from .splice import splice
 from .view import TorchGraph, build_view
 from .wrappers import check_restorable, check_rewritable, compiled_inner
 
 log = logging.getLogger("seinject")
+REPORT = "_seinject_report"  # the model attribute seinject.report reads
 
 
 
@@ -77,7 +78,7 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
         target = model if inplace else copy.deepcopy(model)
         report = _rewrite(target, resolved, example_inputs)
         report.rule_spec, report.overrides = spec, dict(overrides)  # what seinject.save stores
-        target.__dict__["_seinject_report"] = report
+        keep_across_copies(target, REPORT, report)
     if not report.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {type(model).__name__}: "
                    + ("; ".join(report.summary_lines()) or "no match"))
@@ -128,7 +129,7 @@ def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         warnings.warn(f"{len(trained)} SE block(s) are no longer at identity (e.g. {trained[0]}); "
                       "removing them changes the model's outputs", SEInjectWarning, stacklevel=3)
     restore(target)
-    target.__dict__.pop("_seinject_report", None)
+    keep_across_copies(target, REPORT, None)
     return target
 
 

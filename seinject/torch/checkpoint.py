@@ -25,7 +25,7 @@ import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from safetensors import safe_open
@@ -35,11 +35,11 @@ from torch import nn
 from ..errors import CheckpointError, ModelError, SEInjectWarning
 from .block import SqueezeExcite
 from .checkpoint_file import CheckpointHeader, header_metadata, read_header, write_atomically
-from .install import restore
+from .api import REPORT
+from .install import keep_across_copies, restore
 from .training import check_patterns_used, compile_patterns, name_matches, se_modules
 from .wrappers import compiled_inner
 
-_REPORT = "_seinject_report"
 
 
 class CheckpointWarning(SEInjectWarning):
@@ -94,7 +94,8 @@ def save(model: nn.Module, path: "str | os.PathLike", *, also: "str | Iterable[s
     return destination
 
 
-def load(model: nn.Module, path: "str | os.PathLike", *, strict: bool = True, inplace: bool = False) -> nn.Module:
+def load(model: nn.Module, path: "str | os.PathLike", *, strict: bool = True, inplace: bool = False,
+         example_inputs: Any = None) -> nn.Module:
     """The model with the checkpoint's SE blocks and weights: a rewritten copy unless inplace=True.
 
     A plain model gets the checkpoint's rule with its overrides applied first; a model that
@@ -103,7 +104,8 @@ def load(model: nn.Module, path: "str | os.PathLike", *, strict: bool = True, in
     is a CheckpointError naming the first one, and the model is left as it was.
     strict=False: loads every block whose tensors all fit (and each fitting `also` tensor),
     leaves the rest as they are (a block just inserted: at identity), and warns once with a
-    CheckpointWarning whose `mismatches` lists what did not fit.
+    CheckpointWarning whose `mismatches` lists what did not fit. example_inputs: as for apply,
+    for a model whose sites needed recorded shapes when it was saved.
 
     Example: see the module docstring.
     """
@@ -114,7 +116,8 @@ def load(model: nn.Module, path: "str | os.PathLike", *, strict: bool = True, in
     if fresh:
         with warnings.catch_warnings():  # a rule that inserts nothing is reported below, as a mismatch
             warnings.simplefilter("ignore", SEInjectWarning)
-            target = apply(model, header.rule, inplace=inplace, **header.overrides)
+            target = apply(model, header.rule, inplace=inplace, example_inputs=example_inputs,
+                           **header.overrides)
     else:
         target = model if inplace else copy.deepcopy(model)
     inner = _unwrap(target)
@@ -122,7 +125,7 @@ def load(model: nn.Module, path: "str | os.PathLike", *, strict: bool = True, in
     if problems and strict:
         if fresh and inplace:
             restore(inner)
-            inner.__dict__.pop(_REPORT, None)
+            keep_across_copies(inner, REPORT, None)
         raise CheckpointError(_summary(header, inner, problems), header.path, problems)
     _copy_in(header.path, inner, loadable)
     if problems:
@@ -160,7 +163,7 @@ def _apply_record(inner: nn.Module, where: str):
     if not names:
         raise CheckpointError(f"{type(inner).__name__} has no SE block inserted by seinject: nothing to save",
                               where)
-    report = getattr(inner, _REPORT, None)
+    report = getattr(inner, REPORT, None)
     if report is None or getattr(report, "rule_spec", None) is None:
         raise CheckpointError(f"{type(inner).__name__} carries SE blocks but no record of the apply that made "
                               "them (seinject.report(model) has no rule)", where)
@@ -181,6 +184,8 @@ def _selected(inner: nn.Module, patterns: list) -> dict[str, torch.Tensor]:
 def _compare(header: CheckpointHeader, inner: nn.Module) -> tuple[list[str], list[str]]:
     """Every mismatch between checkpoint and model (one line each), and the tensor names that fit."""
     found = dict(se_modules(inner))
+    report = getattr(inner, REPORT, None)
+    placed = {block.module: block.site for block in report.inserted} if report is not None else {}
     model_shapes = {name: tuple(t.shape) for name, t in _selected(inner, compile_patterns(header.also)).items()}
     blocks = {site["module"] for site in header.sites} | set(found)
     ours, theirs = _by_block(header.shapes, blocks), _by_block(model_shapes, blocks)
@@ -197,6 +202,7 @@ def _compare(header: CheckpointHeader, inner: nn.Module) -> tuple[list[str], lis
             continue
         loadable += list(ours.get(name, {}))
         problems += [f"{where}: {d}" for d in _block_difference(found[name], site, header)]
+        problems += [f"{where}: {d}" for d in _site_difference(placed.get(name), site)]
     expected = {site["module"] for site in header.sites}
     problems += [f"SE block {name!r} of the model is not in the checkpoint" for name in found if name not in expected]
     others = _tensor_misfits(ours.get(None, {}), theirs.get(None, {}))
@@ -241,6 +247,17 @@ def _block_difference(block: nn.Module, site: dict, header: CheckpointHeader) ->
     differ = [(a.strip(), b.strip()) for a, b in zip(ours, theirs) if a != b]
     have, make = differ[0] if differ else (" ".join(ours), " ".join(theirs))
     return [f"the model's block has {have!r} where the checkpoint's rule makes {make!r}"]
+
+
+def _site_difference(placed, site: dict) -> list[str]:
+    """Where the model's block sits (by its last apply's report), when that is not where the checkpoint's sat."""
+    if placed is None:
+        return []
+    ours = (site.get("name"), site.get("position"))
+    theirs = (placed.name, placed.position)
+    if ours == theirs:
+        return []
+    return [f"the model's block sits {placed.describe()!r}, the checkpoint's {site.get('placement', ours)!r}"]
 
 
 def _summary(header: CheckpointHeader, inner: nn.Module, problems: list[str]) -> str:

@@ -206,6 +206,25 @@ def is_inserted(block: nn.Module) -> bool:
     return block.__dict__.get(INSERTED, False) is True
 
 
+def keep_across_copies(module: nn.Module, key: str, value: object) -> None:
+    """Set module.<key> = value; on a GraphModule also list it in meta, since its deepcopy
+    keeps only the attributes listed there (value None: drop it from both).
+
+    Example:
+        >>> net = nn.ReLU()
+        >>> keep_across_copies(net, "note", 1); net.note
+        1
+    """
+    preserved = module.meta.setdefault(_PRESERVED, {}) if isinstance(module, fx.GraphModule) else {}
+    if value is None:
+        module.__dict__.pop(key, None)
+        preserved.pop(key, None)
+        return
+    module.__dict__[key] = value
+    if isinstance(module, fx.GraphModule):
+        preserved[key] = value
+
+
 def record_graph_blocks(module: fx.GraphModule, names: list[str]) -> None:
     """Remember the blocks a GraphModule's graph now calls, also across copy.deepcopy
     (which keeps only the attributes that its meta lists as preserved)."""

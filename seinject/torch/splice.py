@@ -113,6 +113,9 @@ def _locate(traced: TorchGraph, site: Site):
     if lg.calls != 1:
         return Skip(name=site.name, reason=f"module {owner or '<root>'!r} is called {lg.calls} times; an SE "
                     "block inside it would act at every call")
+    if site.position == "branch_start" and any(is_inplace(user, lg.module) for user in users):
+        return Skip(name=site.name, reason="the branch starts with an in-place op, which changes the value the "
+                    "shortcut reads too; a block before it would keep that change from the shortcut")
     return owner, _Edit(site, value, users)
 
 

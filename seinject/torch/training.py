@@ -1,9 +1,10 @@
 """What trains after a rewrite: seinject's SE blocks and their parameters, freezing the rest, counts.
 
-seinject's blocks are known by the record the rewrite leaves, not by class or name: each
-module that received SE blocks lists their child names in its __dict__ under
-seinject.torch.install.SE_NAMES. SE modules a model brings itself (timm's SqueezeExcite
-and SEModule, torchvision's SqueezeExcitation) are not seinject's and are left alone.
+seinject's blocks are known by the mark the rewrite leaves on each block it inserts
+(seinject.torch.install.is_inserted), not by class or name; the mark is part of the block's
+state, so it survives copying and pickling (GraphModules included). SE modules a model
+brings itself (timm's SqueezeExcite and SEModule, torchvision's SqueezeExcitation) are not
+seinject's and are left alone.
 
 mark_trainable sets `requires_grad` only. BatchNorm layers still update their running
 statistics in train mode even when their weights are frozen; `freeze_norm_stats=True`
@@ -28,7 +29,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError, SEInjectWarning
 from ..suggest import closest
-from .install import SE_NAMES
+from .install import is_inserted
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,7 @@ def se_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         ['...se']
     """
     _check_module(model)
-    recorded = {id(owner._modules[child]) for owner in model.modules()
-                for child in owner.__dict__.get(SE_NAMES, ()) if owner._modules.get(child) is not None}
-    return [(name, module) for name, module in model.named_modules() if id(module) in recorded]
+    return [(name, module) for name, module in model.named_modules() if is_inserted(module)]
 
 
 def se_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
