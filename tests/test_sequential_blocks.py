@@ -88,14 +88,6 @@ def test_second_apply_inserts_nothing_and_remove_restores_keys_and_classes():
         assert max_diff(model, restored, x, training=False) == 0.0
 
 
-def test_attached_blocks_take_the_dtype_of_their_sequential():
-    model, x = build("vgg_tiny")
-    model = model.double()
-    new = seinject.apply(model, rule="conv_block")
-    assert all(p.dtype == torch.float64 for p in new.features[2].se.parameters())
-    assert max_diff(model, new, x.double(), training=False) == 0.0
-
-
 def test_a_shared_child_keeps_the_block_in_the_sequential_and_refuses_slicing():
     relu = nn.ReLU()
     torch.manual_seed(0)

@@ -256,11 +256,15 @@ def test_remove_warns_when_a_block_was_trained_away_from_identity():
         seinject.remove(new)
 
 
-def test_se_blocks_take_the_dtype_of_their_site():
-    model, x = build("resnet_tiny")
+@pytest.mark.parametrize("fixture, rule, block", [
+    ("resnet_tiny", "residual_branch", "layer1.0.se"),
+    ("vgg_tiny", "conv_block", "features.2.se"),  # attached to a ReLU, which has no tensors
+])
+def test_se_blocks_take_the_dtype_of_their_site(fixture, rule, block):
+    model, x = build(fixture)
     model = model.double()
-    new = seinject.apply(model, rule="residual_branch")
-    assert all(p.dtype == torch.float64 for p in new.layer1[0].se.parameters())
+    new = seinject.apply(model, rule=rule)
+    assert all(p.dtype == torch.float64 for p in new.get_submodule(block).parameters())
     assert max_diff(model, new, x.double(), training=False) == 0.0
 
 
