@@ -90,3 +90,10 @@ def test_apply_report_holds_its_plan_and_counts_the_inserted_blocks():
     assert report.model_params == report.plan.model_params + report.added_params
     assert len(report.skipped) == 13 and report.skipped == report.plan.skipped  # the splice skipped none
     assert report.to_dict()["skipped"][0] == {"name": "layer1.0.bn3", "reason": "256 channels < min_channels 2048"}
+
+
+@pytest.mark.parametrize("key", ["first", "last", "every", "min_channels", "max_channels"])
+def test_a_zero_count_or_bound_is_an_error_as_in_rule_files(key):
+    """last=0 used to keep every site (kept[-0:] is the whole list)."""
+    with pytest.raises(seinject.ConfigError, match=f"'{key}' must be an integer >= 1"):
+        seinject.plan(R50, rule="residual_branch", **{key: 0})

@@ -55,7 +55,8 @@ def _filter_value(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"option 'outside_residual' must be True or False, got {value!r}")
         return value
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigError(f"option {key!r} must be a non-negative integer, got {value!r}")
+    lowest = 0 if key == "offset" else 1  # as in rule files: last=0 would keep every site
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lowest):
+        raise ConfigError(f"option {key!r} must be an integer >= {lowest}, got {value!r}")
     return value
 
