@@ -219,17 +219,8 @@ def keep_across_copies(module: nn.Module, key: str, value: object) -> None:
     if value is None:
         module.__dict__.pop(key, None)
         preserved.pop(key, None)
-        return
-    module.__dict__[key] = value
-    if isinstance(module, fx.GraphModule):
-        preserved[key] = value
-
-
-def record_graph_blocks(module: fx.GraphModule, names: list[str]) -> None:
-    """Remember the blocks a GraphModule's graph now calls, also across copy.deepcopy
-    (which keeps only the attributes that its meta lists as preserved)."""
-    module.__dict__[SE_NAMES] = list(module.__dict__.get(SE_NAMES, [])) + names
-    module.meta.setdefault(_PRESERVED, {})[SE_NAMES] = module.__dict__[SE_NAMES]
+    else:
+        module.__dict__[key] = preserved[key] = value
 
 
 def _dispatch(forwards: list, traced_training: bool):
@@ -309,6 +300,4 @@ def _restore_graph(module: fx.GraphModule) -> int:
             removed += 1
     if removed:
         module.recompile()
-    module.__dict__.pop(SE_NAMES, None)
-    getattr(module, "meta", {}).get(_PRESERVED, {}).pop(SE_NAMES, None)
     return removed

@@ -44,11 +44,10 @@ from torch import nn
 from ..graph.site import Inserted, Site, Skip, SpliceResult
 from ..rule.config import SEConfig
 from .block import SqueezeExcite
-from .install import adopt, attach, install, mark_inserted, record_graph_blocks
+from .install import adopt, attach, install, mark_inserted
 from .kinds import is_se_module, is_structural_leaf
 from .trace import LocalGraph, is_inplace, trace_module
 from .view import TorchGraph
-
 
 
 @dataclass
@@ -167,7 +166,6 @@ def _rewrite_graph_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
         return Skip(name=lg.path, reason=f"GraphModule {lg.path or '<root>'!r} shares its trace with another")
     names = _se_names(module, edits)
     _add_blocks(module, names, edits, config)
-    record_graph_blocks(module, names)
     for attr, edit in zip(names, edits):
         _insert_call(module.graph, module, edit.value, None if edit.users is None else list(edit.users), attr)
     module.graph.lint()

@@ -193,11 +193,8 @@ class _Builder:
         if not leaf:
             return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(path), shape)
         self.leaf_calls[id(sub)] = self.leaf_calls.get(id(sub), 0) + 1
-        attached = sub.__dict__.get(ATTACHED)
-        if attached is None:
-            return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(path), shape)
         # blocks attached to the leaf: "se" ops on its input, then the leaf, then "se" ops on its output
-        before, after = attached
+        before, after = sub.__dict__.get(ATTACHED, ((), ()))
         carrier = locals_[0] if locals_ and locals_[0] is not None else node
         for name in before:
             inputs[:1] = [self.attached_se(carrier, lg, sub, path, name, inputs[:1], locals_[:1])]
