@@ -14,7 +14,19 @@ class SEInjectError(Exception):
 
 
 class ConfigError(SEInjectError, ValueError):
-    """An SE setting (ratio, gate, init, ...) has a bad value; the message names the field."""
+    """A setting or option (ratio, include, first, input shape, ...) has a bad value; the message
+    names it and `key` holds its name when there is one (the YAML loader uses it for the line).
+
+    Example:
+        >>> err = ConfigError("'every' must be an integer >= 1, got 0", key="every")
+        >>> err.key, str(err)
+        ('every', "'every' must be an integer >= 1, got 0")
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        self.reason = message
+        super().__init__(message)
 
 
 class RuleError(SEInjectError, ValueError):

@@ -70,7 +70,7 @@ def test_gradients_reach_fc2_at_once_and_fc1_after_one_step():
 
 @pytest.mark.parametrize("field,value,needle", [
     ("ratio", 0, "must be > 0"), ("ratio", "16", "must be a number"),
-    ("divisor", 0, "integer >= 1"), ("gate", "sigmod", "did you mean 'sigmoid'"),
+    ("divisor", 0, "integer in [1, 65536]"), ("gate", "sigmod", "did you mean 'sigmoid'"),
     ("init", "zeros", "identity, random"), ("act", "rellu", "did you mean 'relu'"),
 ])
 def test_bad_settings_name_the_field(field, value, needle):

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import ConfigError
-from ..suggest import closest
+from ..suggest import closest, short
+from . import checks
 from .kinds import canonical_fn
+from .limits import MAX_BLOCK_PARAMS, MAX_HIDDEN, MAX_RATIO, MIN_RATIO
 
 # Names from the act vocabulary of seinject.rule.kinds, so `se: {act: hardswish}` and
 # `pattern: [{kind: act, fn: hardswish}]` use one word; its aliases (hard_swish,
@@ -22,6 +24,7 @@ from .kinds import canonical_fn
 GATES = ("sigmoid", "hardsigmoid")
 ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "hardswish")
 INITS = ("identity", "random")
+LABEL = "SE setting "
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,12 @@ class SEConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_number(self, "ratio", self.ratio, positive=True)
+        checks.number("ratio", self.ratio, MIN_RATIO, MAX_RATIO, label=LABEL)
         for name in ("divisor", "min_hidden"):
-            _check_int(self, name, getattr(self, name))
+            checks.integer(name, getattr(self, name), 1, MAX_HIDDEN, label=LABEL)
         object.__setattr__(self, "act", _check_choice("act", self.act, ACTIVATIONS))
         object.__setattr__(self, "gate", _check_choice("gate", self.gate, GATES))
-        _check_choice("init", self.init, INITS)
+        checks.choice("init", self.init, INITS, label=LABEL)
 
     def hidden_channels(self, channels: int) -> int:
         """Width of the bottleneck for a site with `channels` channels.
@@ -65,6 +68,23 @@ class SEConfig:
         base = channels / self.ratio
         hidden = self.divisor * math.ceil(base / self.divisor - 1e-9)
         return max(self.min_hidden, hidden, 1)
+
+    def check_budget(self, channels: int, site: str) -> None:
+        """Refuse a block wider than MAX_HIDDEN or with more than MAX_BLOCK_PARAMS parameters
+        (1 GiB in fp32) before anything is allocated; the error names the site.
+
+        Example:
+            >>> SEConfig(ratio=1 / 16).check_budget(8192, "layer4")
+            Traceback (most recent call last):
+            ...
+            seinject.errors.ConfigError: the SE block at 'layer4' would be 131072 wide ...
+        """
+        hidden, params = self.hidden_channels(channels), self.added_parameters(channels)
+        if hidden > MAX_HIDDEN or params > MAX_BLOCK_PARAMS:
+            raise ConfigError(f"the SE block at {short(site)} would be {hidden} wide with {params} parameters "
+                              f"({channels} channels, ratio {self.ratio:g}, min_hidden {self.min_hidden}); "
+                              f"at most {MAX_HIDDEN} wide and {MAX_BLOCK_PARAMS} parameters (1 GiB in fp32) "
+                              "are allowed: raise ratio or lower min_hidden", key="ratio")
 
     def added_parameters(self, channels: int) -> int:
         """Parameters an SE block adds at a site: C·h + h + h·C + C.
@@ -98,28 +118,14 @@ class SEConfig:
         names = [f.name for f in fields(self)]
         for key in overrides:
             if key not in names:
-                raise ConfigError(f"unknown SE setting {key!r}{closest(key, names)}")
+                raise ConfigError(f"unknown SE setting {short(key)}{closest(key, names)}")
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def _check_number(cfg: SEConfig, name: str, value: Any, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"SE setting {name!r} must be a number, got {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"SE setting {name!r} must be > 0, got {value!r}")
-
-
-def _check_int(cfg: SEConfig, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"SE setting {name!r} must be an integer >= 1, got {value!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     """The value's canonical name (see seinject.rule.kinds.FN_ALIASES) when it is one of choices."""
     canonical = canonical_fn(value) if isinstance(value, str) else value
     if canonical not in choices:
-        raise ConfigError(
-            f"SE setting {name!r} must be one of {', '.join(choices)}; got {value!r}"
-            f"{closest(str(value), choices)}"
-        )
+        hint = closest(value, choices) if isinstance(value, str) else ""
+        raise ConfigError(f"{LABEL}{name!r} must be one of {', '.join(choices)}; got {short(value)}{hint}", key=name)
     return canonical

@@ -20,7 +20,9 @@ from .config import SEConfig
 from ..errors import ConfigError, RuleError, RuleNotFoundError
 from .kinds import FN_NAMES, KINDS, canonical_fn, fn_names
 from .schema import POSITIONS, Filters, Insert, OpSpec, Rule
-from ..suggest import closest
+from ..suggest import clip, closest, short
+from .limits import MAX_RULE_BYTES
+from . import checks
 from .yaml_lines import LineDict, LineList, load_with_lines
 
 TOP_KEYS = ("name", "description", "pattern", "insert", "filters", "se")
@@ -72,18 +74,31 @@ def load_rule(rule: "str | Path | Rule") -> Rule:
         if not path.is_file():
             names = builtin_rule_names()
             raise RuleNotFoundError(
-                f"unknown rule {text!r}{closest(text, names)}; built-in rules: {', '.join(names)}"
+                f"unknown rule {short(text)}{closest(text, names)}; built-in rules: {', '.join(names)}"
                 " (or give a path to a .yaml file)"
             )
-        return parse_rule(path.read_text(encoding="utf-8"), str(path))
+        return parse_rule(read_rule_file(path), str(path))
     path = Path(text)
-    if not path.is_file():
-        raise RuleNotFoundError(f"rule file not found: {text}")
+    if not path.is_file():  # also refuses FIFOs and devices, which could block or never end
+        raise RuleNotFoundError(f"rule file not found: {clip(text)}")
+    return parse_rule(read_rule_file(path), text)
+
+
+def read_rule_file(path: Path) -> str:
+    """The text of a rule file: at most MAX_RULE_BYTES, UTF-8; other files are a RuleError.
+
+    Example:
+        >>> read_rule_file(builtin_rules_dir() / "after_residual.yaml").startswith("name:")
+        True
+    """
     try:
-        content = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RULE_BYTES + 1)  # never more, whatever the file claims its size is
+        if len(data) > MAX_RULE_BYTES:
+            raise RuleError(f"rule file is larger than {MAX_RULE_BYTES} bytes; rules are short", str(path))
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"cannot read rule file: {exc}", text) from None
-    return parse_rule(content, text)
+        raise RuleError(f"cannot read rule file: {clip(str(exc))}", str(path)) from None
 
 
 def parse_rule(text: str, path: str = "<string>") -> Rule:
@@ -93,6 +108,8 @@ def parse_rule(text: str, path: str = "<string>") -> Rule:
         >>> parse_rule("name: x\\npattern: [{kind: concat}]\\n").pattern[0].kinds
         ('concat',)
     """
+    if len(text) > MAX_RULE_BYTES:
+        raise RuleError(f"rule text is longer than {MAX_RULE_BYTES} characters; rules are short", path)
     doc = load_with_lines(text, path)
     if not isinstance(doc, LineDict):
         raise RuleError("a rule file must be a mapping with at least 'name' and 'pattern'", path, 1)
@@ -113,14 +130,14 @@ def parse_rule(text: str, path: str = "<string>") -> Rule:
 def _check_keys(mapping: LineDict, allowed: tuple[str, ...], path: str, where: str) -> None:
     for key in mapping:
         if key not in allowed:
-            raise RuleError(f"unknown key {key!r} in {where}{closest(key, allowed)}; "
+            raise RuleError(f"unknown key {short(key)} in {where}{closest(key, allowed)}; "
                             f"allowed: {', '.join(allowed)}", path, mapping.lines.get(key))
 
 
 def _string(doc: LineDict, key: str, path: str) -> str:
     value = doc[key]
     if not isinstance(value, str) or not value.strip():
-        raise RuleError(f"{key!r} must be a non-empty string, got {value!r}", path, doc.lines.get(key))
+        raise RuleError(f"{key!r} must be a non-empty string, got {short(value)}", path, doc.lines.get(key))
     return value
 
 
@@ -143,7 +160,7 @@ def _spec(item: Any, line: int, path: str) -> OpSpec:
         item = LineDict(kind=item)
         item.lines["kind"] = line
     if not isinstance(item, LineDict):
-        raise RuleError(f"a pattern element must be a kind or a mapping, got {item!r}", path, line)
+        raise RuleError(f"a pattern element must be a kind or a mapping, got {short(item)}", path, line)
     _check_keys(item, SPEC_KEYS, path, "pattern element")
     if "kind" not in item:
         raise RuleError("pattern element needs a 'kind'", path, line)
@@ -163,7 +180,7 @@ def _spec(item: Any, line: int, path: str) -> OpSpec:
         values["fn"] = _fns(item["fn"], kinds, at("fn"), path)
     if "id" in item:
         if not isinstance(item["id"], str):
-            raise RuleError(f"'id' must be a string, got {item['id']!r}", path, at("id"))
+            raise RuleError(f"'id' must be a string, got {short(item['id'])}", path, at("id"))
         values["id"] = item["id"]
     return OpSpec(**values)
 
@@ -176,43 +193,40 @@ def _insert(value: Any, line: int | None, pattern: tuple[OpSpec, ...], path: str
     _check_keys(value, INSERT_KEYS, path, "insert")
     position = value.get("position", "after")
     if position not in POSITIONS:
-        raise RuleError(f"insert position must be one of {', '.join(POSITIONS)}, got {position!r}"
-                        f"{closest(str(position), POSITIONS)}", path, value.lines.get("position", line))
+        raise RuleError(f"insert position must be one of {', '.join(POSITIONS)}, got {short(position)}"
+                        f"{closest(position, POSITIONS)}", path, value.lines.get("position", line))
     node = value.get("node")
     ids = [s.id for s in pattern if s.id]
     if node is not None and node not in ids:
-        raise RuleError(f"insert node {node!r} is not the id of a pattern element{closest(str(node), ids)}; "
+        raise RuleError(f"insert node {short(node)} is not the id of a pattern element{closest(node, ids)}; "
                         f"ids: {', '.join(ids) or '(none)'}", path, value.lines.get("node", line))
     target = next((s for s in pattern if s.id == node), pattern[-1])
     if position != "after" and not ("add" in target.kinds and target.residual):
-        raise RuleError(f"insert position {position!r} needs a pattern element with kind add and "
+        raise RuleError(f"insert position {short(position)} needs a pattern element with kind add and "
                         "residual: true as its node", path, value.lines.get("position", line))
     return Insert(position=position, node=node)
 
 
 def _filters(value: Any, line: int | None, path: str, se: Any = None) -> Filters:
-    """The `filters:` mapping; `se: {min_channels: N}` is accepted as an alias of its min_channels."""
+    """The `filters:` mapping; `se: {min_channels: N}` is accepted as an alias of its min_channels.
+    Values are checked by Filters itself (as keyword overrides are); errors get the key's line."""
     if value is None:
         value = LineDict()
     if not isinstance(value, LineDict):
         raise RuleError("'filters' must be a mapping", path, line)
     _check_keys(value, FILTER_KEYS, path, "filters")
-    at = lambda key: value.lines.get(key, line)  # noqa: E731
-    values: dict[str, Any] = {}
-    for key in ("include", "exclude"):
-        if key in value:
-            values[key] = _regexes(value[key], key, at(key), path)
-    for key in ("min_channels", "max_channels", "first", "last", "every", "offset"):
-        if key in value and value[key] is not None:
-            values[key] = _int(value[key], key, at(key), path, minimum=0 if key == "offset" else 1)
-    if "outside_residual" in value:
-        values["outside_residual"] = _bool(value["outside_residual"], "outside_residual", at("outside_residual"), path)
-    if "stages" in value and value["stages"] is not None:
-        values["stages"] = _ints(value["stages"], "stages", at("stages"), path)
+    values = {k: v for k, v in value.items() if v is not None}
+    lines = dict(value.lines)
     if isinstance(se, LineDict) and se.get("min_channels") is not None:  # both spellings: the larger bound
-        alias = _int(se["min_channels"], "min_channels", se.lines.get("min_channels"), path)
-        values["min_channels"] = max(alias, values.get("min_channels", 1))
-    return Filters(**values)
+        alias = _checked(checks.integer, "min_channels", se["min_channels"], line=se.lines.get("min_channels"),
+                         path=path)
+        values["min_channels"] = max(alias, _checked(checks.integer, "min_channels", values.get("min_channels", 1),
+                                                     line=lines.get("min_channels"), path=path))
+        lines.setdefault("min_channels", se.lines.get("min_channels"))
+    try:
+        return Filters(**values)
+    except ConfigError as exc:
+        raise RuleError(exc.reason, path, lines.get(exc.key, line)) from None
 
 
 def _se(value: Any, line: int | None, path: str) -> SEConfig:
@@ -224,36 +238,36 @@ def _se(value: Any, line: int | None, path: str) -> SEConfig:
     try:
         return SEConfig(**{k: v for k, v in value.items() if k != "min_channels"})  # a filter: see _filters
     except ConfigError as exc:
-        bad = next((k for k in value if repr(k) in str(exc)), None)
-        raise RuleError(str(exc), path, value.lines.get(bad, line)) from None
+        raise RuleError(exc.reason, path, value.lines.get(exc.key, line)) from None
+
+
+def _checked(check: Any, key: str, value: Any, *args: Any, line: int | None, path: str) -> Any:
+    """check(key, value, *args) with its ConfigError turned into a RuleError at `line`."""
+    try:
+        return check(key, value, *args)
+    except ConfigError as exc:
+        raise RuleError(exc.reason, path, line) from None
 
 
 def _bool(value: Any, key: str, line: int, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise RuleError(f"{key!r} must be true or false, got {value!r}", path, line)
-    return value
+    return _checked(checks.flag, key, value, line=line, path=path)
 
 
-def _int(value: Any, key: str, line: int, path: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RuleError(f"{key!r} must be an integer >= {minimum}, got {value!r}", path, line)
-    return value
+def _int(value: Any, key: str, line: int, path: str) -> int:
+    return _checked(checks.integer, key, value, line=line, path=path)
 
 
 def _ints(value: Any, key: str, line: int, path: str) -> tuple[int, ...]:
-    items = value if isinstance(value, list) else [value]
-    return tuple(_int(v, key, line, path) for v in items)
+    return _checked(checks.integers, key, value, line=line, path=path)
 
 
 def _names(value: Any, key: str, line: int, path: str, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
+    items = _checked(checks.strings, key, value, line=line, path=path)
     for item in items:
-        if not isinstance(item, str):
-            raise RuleError(f"{key!r} must be a string or a list of strings, got {item!r}", path, line)
         if allowed is not None and item not in allowed:
-            raise RuleError(f"unknown {key} {item!r}{closest(item, allowed)}; known: {', '.join(allowed)}",
+            raise RuleError(f"unknown {key} {short(item)}{closest(item, allowed)}; known: {', '.join(allowed)}",
                             path, line)
-    return tuple(items)
+    return items
 
 
 def _fns(value: Any, kinds: tuple[str, ...], line: int, path: str) -> tuple[str, ...]:
@@ -266,19 +280,7 @@ def _fns(value: Any, kinds: tuple[str, ...], line: int, path: str) -> tuple[str,
     for name in names:
         if canonical_fn(name) not in allowed:
             owners = [kind for kind, known in FN_NAMES.items() if canonical_fn(name) in known]
-            hint = f"; {name!r} is an fn of kind {', '.join(owners)}" if owners else closest(name, allowed)
-            raise RuleError(f"unknown fn {name!r} for kind {', '.join(kinds)}{hint}; known: {', '.join(allowed)}",
+            hint = f"; {short(name)} is an fn of kind {', '.join(owners)}" if owners else closest(name, allowed)
+            raise RuleError(f"unknown fn {short(name)} for kind {', '.join(kinds)}{hint}; known: {', '.join(allowed)}",
                             path, line)
     return tuple(dict.fromkeys(canonical_fn(name) for name in names))
-
-
-def _regexes(value: Any, key: str, line: int, path: str) -> tuple[str, ...]:
-    import re
-
-    items = _names(value, key, line, path, None)
-    for item in items:
-        try:
-            re.compile(item)
-        except re.error as exc:
-            raise RuleError(f"{key} pattern {item!r} is not a valid regular expression: {exc}", path, line) from None
-    return items

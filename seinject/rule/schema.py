@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import checks
 from .config import SEConfig
 
 POSITIONS = ("after", "branch_end", "branch_start", "shortcut")
@@ -87,6 +88,20 @@ class Filters:
     every: int | None = field(default=None, metadata={"help": "keep every N-th site", "metavar": "N"})
     offset: int = field(default=0, metadata={"help": "start at this site (with every: the first one kept)",
                                              "metavar": "N"})
+
+    def __post_init__(self) -> None:
+        """Check every field (the same checks whether it came from YAML, Python or the command line)
+        and normalise: one regex or stage becomes a one-item tuple."""
+        normal = {"include": checks.regexes("include", self.include or ()),
+                  "exclude": checks.regexes("exclude", self.exclude or ()),
+                  "stages": None if self.stages is None else checks.integers("stages", self.stages),
+                  "outside_residual": checks.flag("outside_residual", self.outside_residual),
+                  "offset": checks.integer("offset", self.offset or 0, minimum=0)}
+        for key in ("min_channels", "max_channels", "first", "last", "every"):
+            if getattr(self, key) is not None:
+                checks.integer(key, getattr(self, key))
+        for key, value in normal.items():
+            object.__setattr__(self, key, value)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Safe YAML loading that remembers the line of every mapping key and list item.
+"""Safe, bounded YAML loading that remembers the line of every mapping key and list item.
+
+Bounded: at most MAX_YAML_DEPTH levels of nesting, MAX_YAML_ALIASES alias uses and
+MAX_YAML_NODES nodes counted with every alias expanded, all checked on the node tree
+before any value is built, so an alias bomb fails fast with the line of the culprit.
 
 Example:
     >>> doc = load_with_lines("a: 1\\nb:\\n  - x\\n", "f.yaml")
@@ -11,6 +15,8 @@ from __future__ import annotations
 import yaml
 
 from ..errors import RuleError
+from ..suggest import clip, short
+from .limits import MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 
 class LineDict(dict):
@@ -34,7 +40,44 @@ class LineList(list):
 
 
 class _LineLoader(yaml.SafeLoader):
-    pass
+    """SafeLoader building LineDict/LineList, with depth and alias counts bounded while composing."""
+
+    def __init__(self, stream: str, name: str):
+        super().__init__(stream)
+        self.name = name
+        self.depth = 0
+        self.aliases = 0
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise RuleError(f"more than {MAX_YAML_ALIASES} YAML aliases (*name); a rule needs none",
+                                self.name, mark.line + 1)
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise RuleError(f"YAML nested more than {MAX_YAML_DEPTH} levels deep", self.name, mark.line + 1)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes below and including `node` with every alias expanded (shared nodes counted per use)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    size = 1 + sum(_expanded_size(child, sizes) for child in children)
+    sizes[id(node)] = size
+    return size
 
 
 def _mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
@@ -45,9 +88,9 @@ def _mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, str):
-            raise RuleError(f"keys must be strings, got {key!r}", loader.name, line)
+            raise RuleError(f"keys must be strings, got {short(key)}", loader.name, line)
         if key in out:
-            raise RuleError(f"duplicate key {key!r}", loader.name, line)
+            raise RuleError(f"duplicate key {short(key)}", loader.name, line)
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = line
     return out
@@ -71,15 +114,23 @@ def load_with_lines(text: str, path: str):
         >>> load_with_lines("name: x", "r.yaml")["name"]
         'x'
     """
-    loader = _LineLoader(text)
-    loader.name = path
+    loader = None
     try:
-        return loader.get_single_data()
+        loader = _LineLoader(text, path)  # reads the stream: a NUL byte fails here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_YAML_NODES:
+            raise RuleError(f"the YAML document expands to {size} nodes (aliases included); at most "
+                            f"{MAX_YAML_NODES} are allowed", path, node.start_mark.line + 1)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise RuleError(f"invalid YAML: {exc.problem or exc}", path, line) from None
+        raise RuleError(f"invalid YAML: {clip(exc.problem or str(exc))}", path, line) from None
     except yaml.YAMLError as exc:
-        raise RuleError(f"invalid YAML: {exc}", path) from None
+        raise RuleError(f"invalid YAML: {clip(str(exc))}", path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
