@@ -99,7 +99,7 @@ def test_load_into_a_fresh_plain_model_gives_exactly_the_saved_outputs(tmp_path,
     assert torch.equal(outputs(loaded, x), outputs(model, x))
     assert seinject.se_modules(fresh) == []  # a copy, like apply
     assert [n for n, _ in seinject.se_modules(loaded)] == [n for n, _ in seinject.se_modules(model)]
-    assert seinject.report(loaded).overrides == overrides
+    assert seinject.report(loaded).overrides == seinject.report(model).overrides  # as checked: tuples
 
 
 def test_the_users_example_round_trips_with_a_retrained_head(tmp_path):
@@ -122,7 +122,7 @@ def test_the_file_holds_only_se_tensors_and_says_how_to_rebuild_them(tmp_path):
     assert metadata["format"] == "seinject.se" and metadata["format_version"] == str(FORMAT_VERSION)
     assert metadata["seinject_version"] == seinject.__version__ and metadata["model"] == "ResNet"
     assert same_rule(parse_rule(metadata["rule"]), load_rule("residual_branch"))
-    assert json.loads(metadata["overrides"]) == {"ratio": 8, "include": "layer[34]"}
+    assert json.loads(metadata["overrides"]) == {"ratio": 8, "include": ["layer[34]"]}  # as checked
     sites = json.loads(metadata["sites"])
     assert [(s["module"], s["name"], s["channels"], s["hidden"]) for s in sites] == [
         ("layer3.0.se", "layer3.0.bn2", 32, 4), ("layer4.0.se", "layer4.0.bn2", 64, 8)]
@@ -316,11 +316,13 @@ def test_blocks_from_two_applies_are_refused(tmp_path):
     assert files(tmp_path) == []
 
 
-def test_an_override_that_is_not_json_is_refused_before_writing(tmp_path):
-    model = seinject.apply(build("resnet_tiny")[0], rule="residual_branch", stages=range(1, 5))
-    with pytest.raises(CheckpointError, match=r"override stages=range\(1, 5\) cannot be stored"):
-        seinject.save(model, tmp_path / "se.safetensors")
-    assert files(tmp_path) == []
+def test_an_override_is_stored_as_checked_so_a_range_round_trips(tmp_path):
+    model = seinject.apply(build("resnet_tiny")[0], rule="residual_branch", stages=range(2, 5))
+    assert seinject.report(model).overrides == {"stages": (2, 3, 4)}
+    path = seinject.save(model, tmp_path / "se.safetensors")
+    assert json.loads(safe_open(str(path), "pt").metadata()["overrides"]) == {"stages": [2, 3, 4]}
+    loaded = seinject.load(build("resnet_tiny")[0], path)
+    assert [b.module for b in seinject.report(loaded).inserted] == [b.module for b in seinject.report(model).inserted]
 
 
 def test_state_dict_also_names_extra_tensors_and_refuses_a_pattern_that_matches_nothing():

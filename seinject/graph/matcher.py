@@ -24,10 +24,10 @@ Example:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ..rule.config import SEConfig
+from ..rule.patterns import matching_names
 from ..rule.schema import OpSpec, Rule
 from .site import Site, Skip
 from .view import GraphView
@@ -181,6 +181,7 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
         return Skip(name=label, reason="channel count unknown: the value is not seen as an N×C×… feature map (it "
                     "comes through a reshape or an untraced op; example_inputs= gives the shapes at "
                     "module boundaries)")
+    se.check_budget(channels, label)  # a typed error before any block is built
     site = Site(name=label, rule=rule.name, position=position, node=node, consumers=consumers,
                 channels=channels, hidden=se.hidden_channels(channels),
                 params=se.added_parameters(channels), stage=0)
@@ -238,13 +239,10 @@ def _apply_filters(rule: Rule, view: GraphView, sites: list[Site], skipped: list
             continue
         if f.outside_residual and view.node(site.node).in_residual:
             continue
-        if f.include and not any(re.search(p, site.name) for p in f.include):
-            continue
-        if any(re.search(p, site.name) for p in f.exclude):
-            continue
         if f.stages is not None and site.stage not in f.stages:
             continue
         kept.append(site)
+    kept = _by_name(kept, f.include, f.exclude)
     if f.first is not None:
         kept = kept[: f.first]
     if f.last is not None:
@@ -254,6 +252,15 @@ def _apply_filters(rule: Rule, view: GraphView, sites: list[Site], skipped: list
     elif f.offset:
         kept = kept[f.offset:]
     return kept
+
+
+def _by_name(sites: list[Site], include: tuple[str, ...], exclude: tuple[str, ...]) -> list[Site]:
+    """The sites whose name matches an include pattern (when there are any) and no exclude pattern;
+    matching is bounded in time (seinject.rule.patterns)."""
+    names = [site.name for site in sites]
+    included = matching_names(include, names, "include") if include else [True] * len(sites)
+    excluded = matching_names(exclude, names, "exclude") if exclude else [False] * len(sites)
+    return [site for site, inc, exc in zip(sites, included, excluded) if inc and not exc]
 
 
 def _channel_bound(channels: int, lowest: int | None, highest: int | None) -> str | None:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import Any
 
@@ -31,20 +32,21 @@ def integer(key: str, value: Any, minimum: int = 1, maximum: int = MAX_COUNT, la
         >>> integer("offset", 0, minimum=0)
         0
     """
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not minimum <= value <= maximum:
         bound = f">= {minimum}" if maximum == MAX_COUNT else f"in [{minimum}, {maximum}]"
         raise ConfigError(f"{label}{key!r} must be an integer {bound}, got {short(value)}", key=key)
-    return value
+    return int(value)  # a plain int also for numpy integers
 
 
 def number(key: str, value: Any, low: float, high: float, label: str = "") -> float:
-    """A finite int or float in [low, high] (NaN, infinities, bools and strings refused).
+    """A finite int or float in [low, high] (NaN, infinities, bools and strings refused); an
+    integral value comes back as an int.
 
     Example:
-        >>> number("ratio", 8, 0.0625, 2**20)
+        >>> number("ratio", 8.0, 0.0625, 2**20)
         8
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{label}{key!r} must be a number, got {short(value)}", key=key)
     if not math.isfinite(value):
         raise ConfigError(f"{label}{key!r} must be a finite number, got {short(value)}", key=key)
@@ -52,7 +54,7 @@ def number(key: str, value: Any, low: float, high: float, label: str = "") -> fl
         raise ConfigError(f"{label}{key!r} must be > 0, got {short(value)}", key=key)
     if not low <= value <= high:
         raise ConfigError(f"{label}{key!r} must be in [{low:g}, {high:g}], got {short(value)}", key=key)
-    return value
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def flag(key: str, value: Any) -> bool:
@@ -68,15 +70,17 @@ def flag(key: str, value: Any) -> bool:
 
 
 def integers(key: str, value: Any, minimum: int = 1) -> tuple[int, ...]:
-    """One int or a list of them; a string is refused (`stages="34"` would otherwise match nothing).
+    """One int or a list, tuple or range of them; a string is refused (`stages="34"` would
+    otherwise match nothing).
 
     Example:
-        >>> integers("stages", [3, 4]), integers("stages", 2)
-        ((3, 4), (2,))
+        >>> integers("stages", [3, 4]), integers("stages", 2), integers("stages", range(1, 3))
+        ((3, 4), (2,), (1, 2))
     """
-    if isinstance(value, str) or not isinstance(value, (int, list, tuple)):
+    several = isinstance(value, (list, tuple, range))
+    if not several and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise ConfigError(f"{key!r} must be an integer or a list of integers, got {short(value)}", key=key)
-    items = _items(key, value if isinstance(value, (list, tuple)) else [value])
+    items = _items(key, value if several else [value])
     return tuple(integer(key, v, minimum) for v in items)
 
 
@@ -132,7 +136,7 @@ def choice(key: str, value: Any, choices: tuple[str, ...], label: str = "") -> s
     return value
 
 
-def _items(key: str, items: "list | tuple") -> "list | tuple":
+def _items(key: str, items: "list | tuple | range") -> "list | tuple | range":
     if len(items) > MAX_LIST_ITEMS:
         raise ConfigError(f"{key!r} has {len(items)} items; at most {MAX_LIST_ITEMS} are allowed", key=key)
     return items

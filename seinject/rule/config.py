@@ -49,9 +49,9 @@ class SEConfig:
     )
 
     def __post_init__(self) -> None:
-        checks.number("ratio", self.ratio, MIN_RATIO, MAX_RATIO, label=LABEL)
+        object.__setattr__(self, "ratio", checks.number("ratio", self.ratio, MIN_RATIO, MAX_RATIO, label=LABEL))
         for name in ("divisor", "min_hidden"):
-            checks.integer(name, getattr(self, name), 1, MAX_HIDDEN, label=LABEL)
+            object.__setattr__(self, name, checks.integer(name, getattr(self, name), 1, MAX_HIDDEN, label=LABEL))
         object.__setattr__(self, "act", _check_choice("act", self.act, ACTIVATIONS))
         object.__setattr__(self, "gate", _check_choice("gate", self.gate, GATES))
         checks.choice("init", self.init, INITS, label=LABEL)

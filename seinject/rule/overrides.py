@@ -41,3 +41,14 @@ def resolve_rule(rule: "str | Rule", overrides: dict[str, Any]) -> Rule:
                               f"SE settings: {', '.join(SE_FIELDS)}; filters: {', '.join(FILTER_FIELDS)}")
     filters = replace(loaded.filters, **filter_changes)
     return replace(loaded, se=loaded.se.with_overrides(**se_changes), filters=filters)
+
+
+def checked_overrides(resolved: Rule, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides as the rule holds them once checked: plain ints and floats, tuples for lists
+    (what a checkpoint stores; `stages=range(3, 5)` becomes (3, 4)).
+
+    Example:
+        >>> checked_overrides(resolve_rule("after_residual", {"stages": range(3, 5)}), {"stages": range(3, 5)})
+        {'stages': (3, 4)}
+    """
+    return {key: getattr(resolved.se if key in SE_FIELDS else resolved.filters, key) for key in overrides}

@@ -99,7 +99,7 @@ class Filters:
                   "offset": checks.integer("offset", self.offset or 0, minimum=0)}
         for key in ("min_channels", "max_channels", "first", "last", "every"):
             if getattr(self, key) is not None:
-                checks.integer(key, getattr(self, key))
+                normal[key] = checks.integer(key, getattr(self, key))
         for key, value in normal.items():
             object.__setattr__(self, key, value)
 

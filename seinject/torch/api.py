@@ -22,7 +22,7 @@ from .block import SqueezeExcite
 from ..errors import NoSitesError, SEInjectWarning
 from ..graph.matcher import MatchResult, match
 from ..rule.loader import load_rule
-from ..rule.overrides import resolve_rule
+from ..rule.overrides import checked_overrides, resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
 from .install import keep_across_copies, restore
@@ -77,7 +77,7 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     with _gc_paused():
         target = model if inplace else copy.deepcopy(model)
         report = _rewrite(target, resolved, example_inputs)
-        report.rule_spec, report.overrides = spec, dict(overrides)  # what seinject.save stores
+        report.rule_spec, report.overrides = spec, checked_overrides(resolved, overrides)  # what save stores
         keep_across_copies(target, REPORT, report)
     if not report.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {type(model).__name__}: "

@@ -37,7 +37,7 @@ from .block import SqueezeExcite
 from .checkpoint_file import CheckpointHeader, header_metadata, read_header, write_atomically
 from .api import REPORT
 from .install import keep_across_copies, restore
-from .training import check_patterns_used, compile_patterns, name_matches, se_modules
+from .training import check_patterns_used, compile_patterns, matched_names, se_modules
 from .wrappers import compiled_inner
 
 
@@ -63,8 +63,9 @@ def state_dict(model: nn.Module, also: "str | Iterable[str]" = ()) -> dict[str, 
     inner = _unwrap(model)
     patterns = compile_patterns(also)
     tensors = _selected(inner, patterns)
-    check_patterns_used(patterns, {p.pattern for p in patterns if any(name_matches(n, [p]) for n in tensors)},
-                    list(inner.state_dict()), "parameter or buffer")
+    hits = matched_names(patterns, list(tensors))
+    check_patterns_used(patterns, {p for p, names in hits.items() if names}, list(inner.state_dict()),
+                        "parameter or buffer")
     return tensors
 
 
@@ -177,8 +178,9 @@ def _apply_record(inner: nn.Module, where: str):
 
 def _selected(inner: nn.Module, patterns: list) -> dict[str, torch.Tensor]:
     prefixes = tuple(f"{name}." for name, _ in se_modules(inner))
-    return {name: tensor for name, tensor in inner.state_dict().items()
-            if name.startswith(prefixes) or (patterns and name_matches(name, patterns))}
+    tensors = inner.state_dict()
+    extra = set().union(*matched_names(patterns, list(tensors)).values()) if patterns else set()
+    return {name: tensor for name, tensor in tensors.items() if name.startswith(prefixes) or name in extra}
 
 
 def _compare(header: CheckpointHeader, inner: nn.Module) -> tuple[list[str], list[str]]:

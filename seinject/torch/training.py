@@ -28,7 +28,9 @@ from typing import Iterable
 from torch import nn
 
 from ..errors import ConfigError, ModelError, SEInjectWarning
-from ..suggest import closest
+from ..rule import checks
+from ..rule.patterns import matching_names
+from ..suggest import closest, short
 from .install import is_inserted
 
 
@@ -110,12 +112,10 @@ def mark_trainable(model: nn.Module, also: "str | Iterable[str]" = (), *,
     patterns = compile_patterns(also)
     chosen = {id(param) for _, param in se_parameters(model)}
     named = list(model.named_parameters(remove_duplicate=False))
-    used = set()
-    for name, param in named:
-        hits = [p for p in patterns if name_matches(name, [p])]
-        used.update(p.pattern for p in hits)
-        if hits:
-            chosen.add(id(param))
+    hits = matched_names(patterns, [name for name, _ in named])
+    used = {pattern for pattern, names in hits.items() if names}
+    extra = set().union(*hits.values())
+    chosen.update(id(param) for name, param in named if name in extra)
     check_patterns_used(patterns, used, [name for name, _ in named], "parameter")
     for _, param in named:
         param.requires_grad_(id(param) in chosen)
@@ -153,34 +153,31 @@ def print_trainable_parameters(model: nn.Module) -> None:
 
 
 def compile_patterns(also: "str | Iterable[str]") -> list[re.Pattern]:
-    """The `also` regexes compiled (one string or several); a bad one is a ConfigError naming it.
+    """The `also` regexes compiled (one string or several), checked as include/exclude are
+    (seinject.rule.checks.regexes); a bad one is a ConfigError naming it.
 
     Example:
         >>> [p.pattern for p in compile_patterns(r"^fc\\.")]
         ['^fc\\\\.']
     """
-    texts = [also] if isinstance(also, str) else list(also or ())
-    compiled = []
-    for text in texts:
-        if not isinstance(text, str):
-            raise ConfigError(f"`also` takes regex strings, got {text!r}")
-        try:
-            compiled.append(re.compile(text))
-        except re.error as exc:
-            raise ConfigError(f"`also` pattern {text!r} is not a valid regular expression: {exc}") from None
-    return compiled
+    return [re.compile(text) for text in checks.regexes("also", also or ())]
 
 
-def name_matches(name: str, patterns: list[re.Pattern]) -> bool:
-    """Whether a regex is found in the dotted name or in a module prefix of it (`fc` of `fc.weight`).
+def matched_names(patterns: list[re.Pattern], names: list[str]) -> dict[str, set[str]]:
+    """Pattern → the names it is found in, in the dotted name or a module prefix of it (`fc` of
+    `fc.weight`); matching is bounded in time (seinject.rule.patterns).
 
     Example:
-        >>> name_matches("layer4.0.conv1.weight", compile_patterns([r"layer4\\.0$"]))
-        True
+        >>> matched_names(compile_patterns([r"layer4\\.0$"]), ["layer4.0.conv1.weight", "fc.bias"])
+        {'layer4\\\\.0$': {'layer4.0.conv1.weight'}}
     """
-    parts = name.split(".")
-    prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
-    return any(p.search(prefix) for p in patterns for prefix in prefixes)
+    prefixes = {name: [name.rsplit(".", k)[0] for k in range(name.count(".") + 1)] for name in names}
+    texts = sorted({text for options in prefixes.values() for text in options})
+    out = {}
+    for pattern in patterns:
+        found = {text for text, hit in zip(texts, matching_names([pattern.pattern], texts, "also")) if hit}
+        out[pattern.pattern] = {name for name in names if not found.isdisjoint(prefixes[name])}
+    return out
 
 
 def check_patterns_used(patterns: list[re.Pattern], used: set[str], names: list[str], what: str) -> None:
@@ -195,7 +192,7 @@ def check_patterns_used(patterns: list[re.Pattern], used: set[str], names: list[
     for pattern in patterns:
         if pattern.pattern not in used:
             modules = sorted({name.rsplit(".", 1)[0] for name in names if "." in name})
-            raise ConfigError(f"`also` pattern {pattern.pattern!r} matches no {what} of the model"
+            raise ConfigError(f"`also` pattern {short(pattern.pattern)} matches no {what} of the model"
                               f"{closest(pattern.pattern, modules + names)}")
 
 
