@@ -52,12 +52,14 @@ def plan(model: Any, rule: "str | Rule" = "after_residual", *, example_inputs: A
 
 
 def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = False,
-          example_inputs: Any = None, strict: bool = False, verbose: bool = False,
+          example_inputs: Any = None, strict: bool = False, verbose: bool = False, verify: bool | None = None,
           **overrides: Any) -> Any:
     """Insert SE blocks where `rule` matches; returns the model (a rewritten copy unless inplace=True).
 
     Keyword overrides change the rule's `se:` settings (ratio, divisor, gate, init, act, ...)
     and filters (include, exclude, stages, min_channels, max_channels, first, last, every, ...).
+    verify (default: True when example_inputs are given) runs the model before and after on
+    example_inputs and raises VerificationError unless the outputs are exactly equal.
 
     Example:
         >>> import torch, torch.nn as nn, seinject
@@ -70,7 +72,7 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
     from .torch.api import apply as _apply
 
     return _apply(model, rule, inplace=inplace, example_inputs=example_inputs, strict=strict,
-                  verbose=verbose, **overrides)
+                  verbose=verbose, verify=verify, **overrides)
 
 
 def remove(model: Any, *, inplace: bool = False) -> Any:

@@ -19,14 +19,16 @@ from typing import Any
 from torch import nn
 
 from .block import SqueezeExcite
-from ..errors import NoSitesError, SEInjectWarning
+from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
 from ..graph.matcher import MatchResult, match
 from ..rule.loader import load_rule
 from ..rule.overrides import checked_overrides, resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
+from ..suggest import short
 from .install import keep_across_copies, restore
 from .splice import splice
+from .verify import compare, outputs
 from .view import TorchGraph, build_view
 from .wrappers import check_restorable, check_rewritable, compiled_inner
 
@@ -56,9 +58,13 @@ def plan(model: nn.Module, rule: "str | Rule" = "after_residual", *, example_inp
 
 
 def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: bool = False,
-          example_inputs: Any = None, strict: bool = False, verbose: bool = False,
+          example_inputs: Any = None, strict: bool = False, verbose: bool = False, verify: bool | None = None,
           **overrides: Any) -> nn.Module:
     """Insert SE blocks where the rule matches; see seinject.apply.
+
+    verify (default: when example_inputs are given) runs the model before and after the rewrite
+    on example_inputs and raises VerificationError unless outputs are exactly equal (init="random":
+    only that it runs); with inplace=True the model is restored first.
 
     Example:
         >>> import torch.nn as nn
@@ -69,16 +75,20 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     inner = compiled_inner(model)
     if inner is not None:  # torch.compile's wrapper: rewrite the model it wraps
         new = apply(inner, rule, inplace=inplace, example_inputs=example_inputs, strict=strict,
-                    verbose=verbose, **overrides)
+                    verbose=verbose, verify=verify, **overrides)
         return model if inplace else new
     check_rewritable(model)
     spec = load_rule(rule)
     resolved = resolve_rule(spec, overrides)
+    verify = _check_verify(verify, example_inputs)
+    before = outputs(model, example_inputs) if verify else None
     with _gc_paused():
         target = model if inplace else copy.deepcopy(model)
         report = _rewrite(target, resolved, example_inputs)
         report.rule_spec, report.overrides = spec, checked_overrides(resolved, overrides)  # what save stores
         keep_across_copies(target, REPORT, report)
+    if before is not None and report.inserted:
+        _verify(target, before, example_inputs, report, inplace)
     if not report.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {type(model).__name__}: "
                    + ("; ".join(report.summary_lines()) or "no match"))
@@ -91,6 +101,33 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
     if verbose:
         print(report)
     return target
+
+
+def _check_verify(verify: bool | None, example_inputs: Any) -> bool:
+    """verify=None means: verify when there are inputs to run on."""
+    if verify is None:
+        return example_inputs is not None
+    if not isinstance(verify, bool):
+        raise ConfigError(f"verify must be True, False or None, got {short(verify)}", key="verify")
+    if verify and example_inputs is None:
+        raise UsageError("verify=True runs the model before and after the rewrite: give example_inputs= "
+                         "(a tensor or a tuple of the forward's arguments)")
+    return verify
+
+
+def _verify(target: nn.Module, before: list, example_inputs: Any, report: ApplyReport, inplace: bool) -> None:
+    """Compare the rewritten model's outputs with `before`; on failure an in-place model is restored."""
+    identity = report.init == "identity"
+    try:
+        report.max_abs_diff = compare(before, outputs(target, example_inputs), exact=identity,
+                                      where=type(target).__name__)
+    except BaseException:
+        if inplace:
+            restore(target)
+            keep_across_copies(target, REPORT, None)
+        raise
+    report.verified = True
+    report.verify_note = "outputs on example_inputs" + ("" if identity else "; init=random: they differ by design")
 
 
 def _rewrite(target: nn.Module, resolved: Rule, example_inputs: Any) -> ApplyReport:

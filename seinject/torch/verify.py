@@ -1,0 +1,80 @@
+"""Check the torch backend's promise: the rewritten model computes what the original computed.
+
+`outputs` runs a model on example inputs (eval mode, no grad, training flags restored) and
+keeps every tensor of its output structure; `compare` says how far two such runs are apart
+and raises VerificationError when blocks at identity changed anything (NaN positions must
+match, infinities must be equal: exactness, not closeness).
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())
+    >>> x = torch.randn(1, 3, 4, 4)
+    >>> compare(outputs(net, x), outputs(net, x), exact=True, where="Sequential")
+    0.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from ..errors import VerificationError
+
+
+def outputs(model: nn.Module, example_inputs: Any) -> list[torch.Tensor]:
+    """The tensors of model(*example_inputs) in eval mode, without grad, detached copies.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> [t.shape for t in outputs(nn.Identity(), torch.zeros(2, 3))]
+        [torch.Size([2, 3])]
+    """
+    args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            result = model(*args)
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    leaves, _ = tree_flatten(result)
+    return [leaf.detach().clone() for leaf in leaves if isinstance(leaf, torch.Tensor)]
+
+
+def compare(before: list[torch.Tensor], after: list[torch.Tensor], exact: bool, where: str) -> float:
+    """max |after - before| over all outputs; with exact=True, a VerificationError naming the first
+    output that differs (shape, value, or NaN position).
+
+    Example:
+        >>> compare([torch.tensor([1.0, float("nan")])], [torch.tensor([1.0, float("nan")])], True, "net")
+        0.0
+    """
+    if len(before) != len(after):
+        raise VerificationError(f"{where}: the rewritten model returns {len(after)} tensors, the original "
+                                f"{len(before)}")
+    worst = 0.0
+    for index, (old, new) in enumerate(zip(before, after)):
+        if old.shape != new.shape or old.dtype != new.dtype:
+            raise VerificationError(f"{where}: output {index} is {tuple(new.shape)} {new.dtype} after the "
+                                    f"rewrite, {tuple(old.shape)} {old.dtype} before")
+        if not old.is_floating_point() and not old.is_complex():
+            same = torch.equal(old, new)
+            diff = 0.0 if same else float("inf")
+        else:
+            both_nan = torch.isnan(old) & torch.isnan(new)
+            same = bool(((old == new) | both_nan).all())
+            gap = (new.double() - old.double()).abs()
+            finite = torch.isfinite(gap)
+            diff = float(gap[finite].max()) if bool(finite.any()) else 0.0
+            if not same and diff == 0.0:
+                diff = float("inf")  # NaN or infinity where the other has a number
+        worst = max(worst, diff)
+        if exact and not same:
+            raise VerificationError(f"{where}: output {index} differs after inserting SE blocks at identity "
+                                    f"(max |new - old| = {diff:.3g}); the rewritten model is not returned (an "
+                                    "in-place one is restored). Please report this with the model")
+    return worst
