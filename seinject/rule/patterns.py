@@ -40,13 +40,15 @@ class _Expired(BaseException):
 
 
 def matching_names(patterns: Sequence[str], names: Sequence[str], key: str,
-                   seconds: float = REGEX_SECONDS) -> list[bool]:
-    """For each name, whether any pattern is found in it (re.search), all within `seconds`.
+                   seconds: float | None = None) -> list[bool]:
+    """For each name, whether any pattern is found in it (re.search), all within `seconds`
+    (default REGEX_SECONDS).
 
     Example:
         >>> matching_names([r"^fc\\b", "head"], ["fc.weight", "body.conv", "head.bias"], "also")
         [True, False, True]
     """
+    seconds = REGEX_SECONDS if seconds is None else seconds
     compiled = [re.compile(p) for p in patterns]  # checked already: seinject.rule.checks.regexes
     clock = _Clock()
     with clock.armed(seconds) as timed:

@@ -107,6 +107,14 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
+def _largest_entry_line(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """The line of the top-level key whose value expands the most (the document's line otherwise)."""
+    if isinstance(node, yaml.MappingNode) and node.value:
+        key, _ = max(node.value, key=lambda pair: sizes[id(pair[1])])
+        return key.start_mark.line + 1
+    return node.start_mark.line + 1
+
+
 def load_with_lines(text: str, path: str):
     """Parse YAML text safely; syntax errors become RuleError with the file and line.
 
@@ -120,10 +128,11 @@ def load_with_lines(text: str, path: str):
         node = loader.get_single_node()
         if node is None:
             return None
-        size = _expanded_size(node, {})
+        sizes: dict[int, int] = {}
+        size = _expanded_size(node, sizes)
         if size > MAX_YAML_NODES:
             raise RuleError(f"the YAML document expands to {size} nodes (aliases included); at most "
-                            f"{MAX_YAML_NODES} are allowed", path, node.start_mark.line + 1)
+                            f"{MAX_YAML_NODES} are allowed", path, _largest_entry_line(node, sizes))
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
