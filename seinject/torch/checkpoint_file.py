@@ -14,8 +14,8 @@ state_dict names. Metadata (safetensors keeps str → str):
     also              JSON list: the `also=` regexes whose tensors the file holds too
 
 Reading uses safetensors, json and the safe YAML rule loader only: nothing in a file is
-executed. Writing is atomic: a hidden temporary file beside the destination, renamed into
-place once complete; a failure leaves nothing behind.
+executed. Writing is atomic (seinject.safe_write): a hidden temporary file beside the
+destination, renamed into place once complete; a failure or a signal leaves nothing behind.
 
 Example:
     >>> FORMAT, FORMAT_VERSION
@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
-from ..errors import CheckpointError, ConfigError, RuleError
+from ..errors import CheckpointError, ConfigError, RuleError, UsageError
 from ..rule.dump import dump_rule, same_rule
 from ..rule.loader import parse_rule
 from ..rule.overrides import resolve_rule
 from ..rule.schema import Rule
+from ..safe_write import write_bytes
 
 FORMAT = "seinject.se"
 FORMAT_VERSION = 1
@@ -101,7 +101,9 @@ def header_metadata(rule: Rule, overrides: dict[str, Any], sites: list[dict], al
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to a hidden temporary file beside `path`, then rename it into place.
+    """Write `data` to `path` with seinject.safe_write: a hidden temporary file beside it, renamed into
+    place once complete, removed on any failure or SIGINT/SIGTERM/SIGHUP. A destination that is not a
+    regular file (device, FIFO, folder) or whose folder is missing is a CheckpointError.
 
     Example:
         >>> import tempfile
@@ -109,22 +111,17 @@ def write_atomically(path: Path, data: bytes) -> None:
         >>> write_atomically(folder / "se.safetensors", b"x")
         >>> sorted(p.name for p in folder.iterdir())
         ['se.safetensors']
+        >>> write_atomically(Path("/dev/null"), b"x")
+        Traceback (most recent call last):
+        ...
+        seinject.errors.CheckpointError: /dev/null: cannot write the checkpoint: output '/dev/null' is a character device; ...
     """
-    temp = path.parent / f".{path.name}.seinject-{secrets.token_hex(8)}.tmp"
-    created = False
     try:
-        with open(temp, "xb") as handle:
-            created = True
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        created = False
+        write_bytes(path, data)
+    except UsageError as exc:
+        raise CheckpointError(f"cannot write the checkpoint: {exc}", str(path)) from None
     except OSError as exc:
         raise CheckpointError(f"cannot write the checkpoint: {exc.strerror or exc}", str(path)) from None
-    finally:
-        if created:
-            temp.unlink(missing_ok=True)
 
 
 def read_header(path: "str | os.PathLike") -> CheckpointHeader:
