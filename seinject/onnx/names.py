@@ -8,6 +8,10 @@
   or in "namespace"; calls of one module are numbered here as the torch backend does.
 - Anything else keeps the node's own name (or its first output's).
 
+Metadata values are read only up to MAX_METADATA_CHARS (64 KiB; 4 KiB for a scope list
+that is not a plain list of quoted names, which needs Python's literal parser): a longer or
+malformed value is ignored (the node is named as if it had none), never an error.
+
 An op that is the only kind of op in a scope with no sub-scopes is a module call and
 gets the module path (numbered per call); other ops get "<scope>.<op>", as torch.fx
 names a functional op inside a module ("layer1.0.add").
@@ -33,6 +37,10 @@ _SUFFIX = re.compile(r"_\d+$")
 _TORCH_NAMES = {"concat": "cat"}  # ONNX op type → the name torch.fx gives the same call
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 NAMESPACE_KEY = "namespace"
+MAX_METADATA_CHARS = 64 * 1024  # a scope metadata value longer than this is ignored
+MAX_LITERAL_CHARS = 4 * 1024    # ... or this, when it needs ast.literal_eval (escapes, other quotes)
+_PLAIN_LIST = re.compile(r"\[\s*'[^'\\]*'(?:\s*,\s*'[^'\\]*')*\s*,?\s*\]")
+_PLAIN_ITEM = re.compile(r"'([^'\\]*)'")
 
 
 @dataclass(frozen=True)
@@ -73,16 +81,26 @@ def scope_of(node: onnx.NodeProto, op_type: str | None = None) -> Scope:
 
 
 def _dynamo_scopes(meta: dict[str, str]) -> list[str] | None:
+    """The scope list a dynamo export left in node metadata; None when absent, oversized or malformed.
+
+    Example:
+        >>> _dynamo_scopes({SCOPES_KEY: "['', 'layer1', 'relu']"}), _dynamo_scopes({SCOPES_KEY: "[" * 10**6})
+        (['', 'layer1', 'relu'], None)
+    """
     raw = meta.get(SCOPES_KEY)
-    if raw:
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = None
+    if raw and len(raw) <= MAX_METADATA_CHARS:
+        value = None
+        if _PLAIN_LIST.fullmatch(raw):  # the usual form, parsed in linear time
+            value = _PLAIN_ITEM.findall(raw)
+        elif len(raw) <= MAX_LITERAL_CHARS:
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                value = None
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             return value
     raw = meta.get(NAMESPACE_KEY)
-    if raw:  # ": pkg.Model/layer1: torch...Sequential/relu_2: aten.relu.default"
+    if raw and len(raw) <= MAX_METADATA_CHARS:  # ": pkg.Model/layer1: torch...Sequential/relu_2: aten.relu.default"
         names = [part.split(":", 1)[0].strip() for part in raw.split("/")]
         return names if len(names) >= 2 else None
     return None

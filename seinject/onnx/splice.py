@@ -10,6 +10,11 @@ the block writes x, so the graph keeps its output names. A site whose value is r
 inside a control-flow subgraph, has no known rank or has an element type other than
 float/float16/double is skipped with the reason.
 
+Names are unique by construction: a block's name "seinject/<site>" (or "seinject/<site>_<k>")
+is chosen so that none of its node names, value names and initializer names, nor the block
+name in its metadata, is already used anywhere in the model (main graph, subgraphs, sparse
+initializers, value_info, graph inputs and outputs, dangling node inputs).
+
 Example:
     >>> import onnx
     >>> from seinject.rule.loader import load_rule
@@ -35,7 +40,7 @@ from collections import defaultdict
 
 from onnx import TensorProto
 
-from .block import DTYPES, NAME_PREFIX, SEBlock, build_se
+from .block import DTYPES, NAME_PREFIX, TAG_BLOCK, SEBlock, build_se
 from ..rule.config import SEConfig
 from ..graph.site import Inserted, Site, Skip, SpliceResult
 from .view import OnnxGraph
@@ -63,14 +68,16 @@ def splice(graph: OnnxGraph, sites: list[Site], config: SEConfig, seed: int = 0)
             result.skipped.append(Skip(name=site.name, reason=reason))
             continue
         readers = _readers(graph, site)
-        block_name = _fresh(f"{NAME_PREFIX}{site.name}", taken)
         producer = graph.producer.get(value, -1)
         rename = site.consumers is None and value in outputs and producer >= 0
         elem_type = graph.shapes.get(value, (None, None))[1] or TensorProto.FLOAT
+
+        def build(name: str) -> SEBlock:
+            return build_se(name, f"{name}/input" if rename else value, site.channels, _rank(graph, value) - 2,
+                            config, graph.opset, elem_type, seed, output=value if rename else None)
+
+        block_name, block = _fresh_block(f"{NAME_PREFIX}{site.name}", taken, build, keep=value if rename else None)
         source = f"{block_name}/input" if rename else value
-        block = build_se(block_name, source, site.channels, _rank(graph, value) - 2, config, graph.opset,
-                         elem_type, seed, output=value if rename else None)
-        taken.update(n.name for n in block.nodes)
         if rename:
             node = nodes[producer]
             for k, out in enumerate(node.output):
@@ -123,20 +130,64 @@ def _readers(graph: OnnxGraph, site: Site) -> list[int]:
 
 
 def _all_names(model) -> set[str]:
-    names = {n.name for n in model.graph.node}
-    names.update(out for n in model.graph.node for out in n.output)
-    names.update(t.name for t in model.graph.initializer)
-    names.update(v.name for v in model.graph.input)
+    """Every name the model uses: nodes, values, initializers (dense and sparse), value_info, graph
+    inputs and outputs and SE block tags, in the main graph and all its subgraphs.
+
+    Example:
+        >>> import onnx.helper as h
+        >>> sorted(_all_names(h.make_model(h.make_graph([h.make_node("Relu", ["x"], ["y"], name="r")], "g", [], []))))
+        ['r', 'x', 'y']
+    """
+    names: set[str] = set()
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        names.update(t.name for t in g.initializer)
+        names.update(t.values.name for t in g.sparse_initializer)
+        names.update(v.name for v in (*g.input, *g.output, *g.value_info))
+        for node in g.node:
+            names.add(node.name)
+            names.update(node.input)
+            names.update(node.output)
+            names.update(p.value for p in node.metadata_props if p.key == TAG_BLOCK)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    stack.append(attr.g)
+                stack.extend(attr.graphs)
+    names.discard("")
     return names
 
 
-def _fresh(name: str, taken: set[str]) -> str:
-    candidate, k = name, 0
-    while candidate in taken or any(f"{candidate}/{r}" in taken for r in ("scale", "squeeze")):
+def _block_names(block: SEBlock, keep: str | None) -> set[str]:
+    """The names a block adds: its own, its nodes', their outputs (but `keep`, the output it takes
+    over from the producer, whose own output becomes "<block>/input"), its initializers'."""
+    names = {block.name, *(n.name for n in block.nodes), *(t.name for t in block.initializers)}
+    names.update(out for n in block.nodes for out in n.output if out != keep)
+    if keep is not None:
+        names.add(f"{block.name}/input")
+    return names
+
+
+def _fresh_block(name: str, taken: set[str], build, keep: str | None = None) -> tuple[str, SEBlock]:
+    """The first of name, name_1, name_2, ... whose block adds no name already in `taken`; marks them taken.
+
+    Example:
+        >>> from seinject.rule.config import SEConfig
+        >>> build = lambda n: build_se(n, "x", 8, 2, SEConfig(ratio=4), opset=17)
+        >>> _fresh_block("seinject/a", {"seinject/a/fc1.weight"}, build)[0]
+        'seinject/a_1'
+    """
+    k = 0
+    while True:
+        candidate = name if k == 0 else f"{name}_{k}"
         k += 1
-        candidate = f"{name}_{k}"
-    taken.add(candidate)
-    return candidate
+        if candidate in taken:
+            continue
+        block = build(candidate)
+        names = _block_names(block, keep)
+        if names.isdisjoint(taken):
+            taken.update(names)
+            return candidate, block
 
 
 def _rebuild(graph: OnnxGraph, after: dict[int, list[SEBlock]]) -> None:
