@@ -4,6 +4,12 @@ The steps are the torch backend's: rule and overrides → Rule (seinject.rule.ov
 model → GraphView (view.py), Rule × view → sites (seinject.graph.matcher), sites → new graph
 (splice.py). apply_file adds the safe write: temporary file, verification, move.
 
+apply_file refuses, before anything is written: an OUT that is a device, FIFO, socket or
+folder (symlinks are followed, the target is checked and written), OUT equal to IN without
+overwrite (same path or same inode), OUT that is one of IN's external data files (always),
+atol/rtol that are not finite numbers >= 0, input shapes of the wrong rank, and
+verification inputs over the budget in seinject.onnx.verify (2**28 elements, 1 GiB each).
+
 Example:
     >>> import onnx
     >>> model = onnx.parser.parse_model('''
@@ -22,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import operator
 import time
 import warnings
 from dataclasses import replace
@@ -36,13 +43,16 @@ from ..graph.report import ApplyReport, Plan
 from ..graph.site import Site
 from ..rule.overrides import resolve_rule
 from ..rule.schema import Rule
-from .load import (EXTERNAL_THRESHOLD, PROTOBUF_LIMIT, LoadedModel, StagedOutput, load_model, same_file,
-                   tensor_bytes)
+from ..safe_write import resolve_output, same_as_any, short
+from .load import (EXTERNAL_THRESHOLD, PROTOBUF_LIMIT, LoadedModel, StagedOutput, load_model,
+                   read_external_data, same_file, tensor_bytes)
 from .splice import splice
-from .verify import SYMBOLIC_BATCH, SYMBOLIC_OTHER, check, compare
+from .verify import (OPT_LEVELS, SYMBOLIC_BATCH, SYMBOLIC_OTHER, check, check_input_budget, check_tolerances,
+                     compare, itemsize)
 from .view import OnnxGraph, build_view
 
 log = logging.getLogger("seinject")
+MAX_RANK = 64  # dims of one given input shape
 
 
 def plan(model: Any, rule: "str | Rule" = "after_residual", *, input_shapes: "dict | str | None" = None,
@@ -66,6 +76,8 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
     if verify and tensor_bytes(loaded.model) > PROTOBUF_LIMIT - 2**26:
         raise UsageError("verify=True runs the models from memory, which protobuf limits to 2 GB; "
                          "use seinject.onnx.apply_file for this model")
+    if verify:
+        budget(loaded.model, concrete_input_shapes(loaded.model, input_shapes))
     original = loaded.model.SerializeToString() if verify else None
     report = _rewrite(loaded, resolved, input_shapes, seed, strict, stacklevel=4)
     if verify and report.inserted:
@@ -83,15 +95,26 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
     """Rewrite the file src into dst, safely; returns the report. See seinject.onnx.apply_file."""
     src, dst = Path(src), Path(dst)
     if dst.is_dir():
-        raise UsageError(f"output {dst} is a folder; give a file name")
+        raise UsageError(f"output {short(dst)} is a folder; give a file name")
+    target = resolve_output(dst)  # a device, FIFO or socket, or a missing folder: refused before reading
+    check_tolerances(atol, rtol)
+    if opt_level not in OPT_LEVELS:
+        raise ConfigError(f"onnxruntime optimization level must be one of {', '.join(OPT_LEVELS)}, "
+                          f"got {short(opt_level)}")
     if same_file(src, dst) and not overwrite:
-        raise UsageError(f"output {dst} is the input file; pass --overwrite (overwrite=True) to replace it")
+        raise UsageError(f"output {short(dst)} is the input file; pass --overwrite (overwrite=True) to replace it")
     resolved = resolve_rule(rule, overrides)  # rule errors before the model is read
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    loaded = load_model(src)
+    loaded = load_model(src, with_data=False)  # external data locations checked, not read yet
+    if same_as_any(target, loaded.external_files):
+        raise UsageError(f"output {short(dst)} is an external data file of the input {short(src)}; refused "
+                         "(--overwrite replaces only the input model file itself)")
+    read_external_data(loaded)
     seconds["load"] = time.perf_counter() - start
     shapes = concrete_input_shapes(loaded.model, input_shapes)
+    if verify:
+        budget(loaded.model, shapes)
     report = _rewrite(loaded, resolved, shapes, seed, strict, seconds=seconds, stacklevel=4)
     report.input_shapes = shapes
     if not report.inserted:
@@ -99,8 +122,8 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
         return report
     external = external_data if external_data is not None else (
         loaded.has_external_data or tensor_bytes(loaded.model) > EXTERNAL_THRESHOLD)
-    staged = StagedOutput(dst, external=external, protected=loaded.external_files)
-    try:
+    protected = {src.resolve(), *loaded.external_files}
+    with StagedOutput(dst, external=external, protected=protected) as staged:
         start = time.perf_counter()
         staged.write(loaded.model)
         seconds["save"] = time.perf_counter() - start
@@ -114,12 +137,9 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
             report.max_abs_diff, report.verified = result.max_abs_diff, True
             report.verify_note = "; ".join(filter(None, [_shape_note(result.input_shapes, opt_level, identity),
                                                          checker_note]))
-        else:
-            report.verify_note = "--no-verify"
+        else:  # a structural onnx.checker pass still runs: an invalid file is never written
+            report.verify_note = "; ".join(filter(None, ["--no-verify", check(staged.temp_model, src, full=False)]))
         report.output = str(staged.commit())
-    except BaseException:
-        staged.discard()
-        raise
     report.seconds = seconds
     return report
 
@@ -181,7 +201,9 @@ def concrete_input_shapes(model: onnx.ModelProto, given: dict | None = None) -> 
 
 
 def named_input_shapes(model: onnx.ModelProto, given: dict | None) -> dict | None:
-    """Input shapes keyed by input name: the key '' stands for the model's only input.
+    """Input shapes keyed by input name (the key '' stands for the model's only input), checked:
+    whole dims >= 1, the rank and fixed dims the model declares, and at most the verification
+    budget of elements (ConfigError naming the input otherwise).
 
     Example:
         >>> import onnx
@@ -189,22 +211,77 @@ def named_input_shapes(model: onnx.ModelProto, given: dict | None) -> dict | Non
         ...   g (float[N, 3] x) => (float[N, 3] y) { y = Relu(x) }''')
         >>> named_input_shapes(m, {"": (1, 3)})
         {'x': (1, 3)}
+        >>> named_input_shapes(m, {"x": (1, 3, 8)})
+        Traceback (most recent call last):
+        ...
+        seinject.errors.ConfigError: input shape for 'x' has 3 dims; the model declares rank 2 (N, 3)
     """
     if not given:
         return given
+    if not isinstance(given, dict):
+        raise ConfigError(f"input shapes must be a dict of input name → shape, got {type(given).__name__}")
     initializers = {t.name for t in model.graph.initializer}
-    inputs = [v.name for v in model.graph.input if v.name not in initializers]
+    declared = {v.name: v for v in model.graph.input if v.name not in initializers}
+    inputs = list(declared)
     out = dict(given)
     if "" in out:
         if len(inputs) != 1:
             raise ConfigError(f"an input shape without a name needs a model with one input; "
-                              f"this one has {len(inputs)}: {', '.join(inputs)} (use NAME:D0,D1,...)")
+                              f"this one has {len(inputs)}: {short(', '.join(inputs))} (use NAME:D0,D1,...)")
         out[inputs[0]] = out.pop("")
-    unknown = sorted(set(out) - set(inputs))
+    unknown = sorted(str(k) for k in set(out) - set(inputs))
     if unknown:
-        raise ConfigError(f"input shape given for unknown input(s) {', '.join(unknown)}; "
-                          f"the model's inputs: {', '.join(inputs)}")
-    return {k: tuple(int(d) for d in v) for k, v in out.items()}
+        raise ConfigError(f"input shape given for unknown input(s) {short(', '.join(unknown))[1:-1]}; "
+                          f"the model's inputs: {short(', '.join(inputs))[1:-1]}")
+    return {k: _checked_shape(k, v, declared[k]) for k, v in out.items()}
+
+
+def _checked_shape(name: str, shape: Any, value: onnx.ValueInfoProto) -> tuple[int, ...]:
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__"):
+        raise ConfigError(f"input shape for {short(name)} must be a list of whole numbers, got {short(shape)}")
+    if len(shape) > MAX_RANK:
+        raise ConfigError(f"input shape for {short(name)} has {len(shape)} dims; at most {MAX_RANK}")
+    dims = []
+    for d in shape:
+        try:
+            if isinstance(d, bool):
+                raise TypeError
+            dims.append(operator.index(d))
+        except TypeError:
+            raise ConfigError(f"input shape for {short(name)}: dim {short(d)} is not a whole number") from None
+        if dims[-1] < 1:
+            raise ConfigError(f"input shape for {short(name)}: dims must be >= 1, got {dims[-1]}")
+    ttype = value.type.tensor_type if value.type.HasField("tensor_type") else None
+    if ttype is not None and ttype.HasField("shape"):
+        declared = list(ttype.shape.dim)
+        text = ", ".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?") for d in declared)
+        if len(dims) != len(declared):
+            raise ConfigError(f"input shape for {short(name)} has {len(dims)} dims; the model declares rank "
+                              f"{len(declared)} ({short(text, 80)[1:-1]})")
+        for k, (d, want) in enumerate(zip(dims, declared)):
+            if want.HasField("dim_value") and want.dim_value > 0 and d != want.dim_value:
+                raise ConfigError(f"input shape for {short(name)}: dim {k} is {want.dim_value} in the model, "
+                                  f"got {d}")
+    elem_type = ttype.elem_type if ttype is not None else 0
+    check_input_budget(name, dims, itemsize(elem_type))
+    return tuple(dims)
+
+
+def budget(model: onnx.ModelProto, shapes: dict[str, tuple]) -> None:
+    """ConfigError when one verification input (given or filled in from the model) is over the budget.
+
+    Example:
+        >>> import onnx
+        >>> m = onnx.parser.parse_model('''<ir_version: 8, opset_import: ["" : 17]>
+        ...   g (float[1, 3, 30000, 30000] x) => (float[1, 3, 30000, 30000] y) { y = Relu(x) }''')
+        >>> budget(m, concrete_input_shapes(m))
+        Traceback (most recent call last):
+        ...
+        seinject.errors.ConfigError: verification input 'x' of shape 1x3x30000x30000 holds 2,700,000,000 ...
+    """
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.input if v.type.HasField("tensor_type")}
+    for name, dims in shapes.items():
+        check_input_budget(name, dims, itemsize(types.get(name, 0)))
 
 
 def _plan_of(loaded: LoadedModel, graph: OnnxGraph, resolved: Rule) -> Plan:

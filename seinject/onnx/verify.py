@@ -6,6 +6,11 @@ Sessions use graph optimization level "basic" by default: the comparison then me
 seinject's change alone (at "all", ORT's NCHWc layout pass picks different kernels
 around any inserted Mul, which moves outputs by float rounding, ~1e-7 relative).
 
+Budget: one random input holds at most MAX_INPUT_ELEMENTS (2**28) elements and
+MAX_INPUT_BYTES (1 GiB); the count is taken with Python ints before anything is
+allocated (ConfigError naming the input). Intermediate tensors inside onnxruntime are
+not bounded by this. atol and rtol must be finite numbers >= 0 (ConfigError).
+
 Example:
     >>> import onnx
     >>> m = onnx.parser.parse_model('''
@@ -17,6 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +34,13 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError, VerificationError
+from ..safe_write import short
 
 SYMBOLIC_BATCH = 2
 SYMBOLIC_OTHER = 64
 OPT_LEVELS = ("disable", "basic", "extended", "all")
+MAX_INPUT_ELEMENTS = 2**28  # elements of one random verification input
+MAX_INPUT_BYTES = 2**30     # bytes of one random verification input
 _NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
           "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
@@ -45,8 +56,62 @@ class Comparison:
     within_tolerance: bool = True
 
 
-def check(path: "str | Path", original: "str | Path | None" = None) -> str:
-    """onnx.checker.check_model(full_check=True) on a file (external data resolved beside it).
+def check_tolerances(atol: Any, rtol: Any) -> None:
+    """ConfigError unless atol and rtol are finite numbers >= 0.
+
+    Example:
+        >>> check_tolerances(1e-6, float("nan"))
+        Traceback (most recent call last):
+        ...
+        seinject.errors.ConfigError: rtol (--rtol) must be a finite number >= 0, got 'nan'
+    """
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not ok or not math.isfinite(float(value)) or value < 0:
+            raise ConfigError(f"{name} (--{name}) must be a finite number >= 0, got {short(value)}")
+
+
+def itemsize(elem_type: int) -> int:
+    """Bytes per element of an ONNX element type (8 when unknown).
+
+    Example:
+        >>> itemsize(1), itemsize(10), itemsize(0)
+        (4, 2, 8)
+    """
+    try:
+        return max(1, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
+    except Exception:  # unknown or non-numeric type: assume the widest
+        return 8
+
+
+def check_input_budget(name: str, dims: "tuple | list", size: int = 4) -> None:
+    """ConfigError when one verification input of these dims would exceed the budget (nothing allocated).
+
+    Example:
+        >>> check_input_budget("x", (1, 3, 30000, 30000))
+        Traceback (most recent call last):
+        ...
+        seinject.errors.ConfigError: verification input 'x' of shape 1x3x30000x30000 holds 2,700,000,000 ...
+    """
+    try:
+        dims = [operator.index(d) for d in dims]
+    except TypeError:
+        raise ConfigError(f"input shape for {short(name)} must be whole numbers, got {short(dims)}") from None
+    if any(d < 0 for d in dims):
+        raise ConfigError(f"input shape for {short(name)}: dims must not be negative, got {short(dims)}")
+    count = math.prod(dims)
+    if count > MAX_INPUT_ELEMENTS or count * size > MAX_INPUT_BYTES:
+        shape = "x".join(str(d) for d in dims)
+        shape = shape if len(shape) <= 80 else shape[:77] + "..."
+        raise ConfigError(f"verification input {short(name)} of shape {shape} holds {count:,} elements "
+                          f"({count * size / 2**30:.3g} GiB); one input may hold at most {MAX_INPUT_ELEMENTS:,} "
+                          f"elements and {MAX_INPUT_BYTES // 2**30} GiB: give a smaller --input-shape "
+                          "(input_shapes=) or skip verification (--no-verify)")
+
+
+def check(path: "str | Path", original: "str | Path | None" = None, full: bool = True) -> str:
+    """onnx.checker.check_model(full_check=True) on a file (external data resolved beside it);
+    full=False runs the structural checks only (names defined once, ops known), which is cheap.
 
     When the rewritten model fails and the original fails the same way, the problem
     was there before: returns a note instead of raising VerificationError.
@@ -58,17 +123,17 @@ def check(path: "str | Path", original: "str | Path | None" = None) -> str:
         >>> check(path)
         ''
     """
-    problem = _checker_problem(path)
+    problem = _checker_problem(path, full)
     if problem is None:
         return ""
-    if original is not None and _checker_problem(original) == problem:
+    if original is not None and _checker_problem(original, full) == problem:
         return f"onnx.checker: the input fails it already ({problem})"
     raise VerificationError(f"{path}: onnx.checker rejected the rewritten model: {problem}")
 
 
-def _checker_problem(path: "str | Path") -> str | None:
+def _checker_problem(path: "str | Path", full: bool = True) -> str | None:
     try:
-        onnx.checker.check_model(str(path), full_check=True)
+        onnx.checker.check_model(str(path), full_check=full)
     except Exception as exc:  # checker raises ValidationError, InferenceError and others
         return _first_line(exc)
     return None
@@ -94,7 +159,9 @@ def compare(original: Any, rewritten: Any, input_shapes: dict[str, tuple] | None
         seinject.errors.VerificationError: outputs differ: max |new - old| = ... on output 'y' (atol 1e-06, rtol 1e-05)
     """
     if opt_level not in OPT_LEVELS:
-        raise ConfigError(f"onnxruntime optimization level must be one of {', '.join(OPT_LEVELS)}, got {opt_level!r}")
+        raise ConfigError(f"onnxruntime optimization level must be one of {', '.join(OPT_LEVELS)}, "
+                          f"got {short(opt_level)}")
+    check_tolerances(atol, rtol)
     old = _session(original, "original", opt_level)
     new = _session(rewritten, "rewritten", opt_level)
     feeds, shapes = random_inputs(old, input_shapes or {}, seed)
@@ -176,6 +243,7 @@ def random_inputs(session, input_shapes: dict[str, tuple], seed: int = 0) -> tup
         if dtype is None:
             raise VerificationError(f"input {value.name!r} has type {value.type}, which seinject cannot fill "
                                     "with random data; use --no-verify")
+        check_input_budget(value.name, shape, np.dtype(dtype).itemsize)
         if np.dtype(dtype).kind == "f":
             feeds[value.name] = rng.standard_normal(shape).astype(dtype)
         else:
