@@ -101,7 +101,8 @@ def _onnx_parser(commands) -> None:
     o.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     o.add_argument("--json", action="store_true", help="print the report as JSON")
     o.add_argument("--strict", action="store_true", help="exit 3 when no site matched")
-    o.add_argument("--no-verify", action="store_true", help="skip onnx.checker and the onnxruntime comparison")
+    o.add_argument("--no-verify", action="store_true", help="skip onnx.checker full_check and the onnxruntime comparison "
+                   "(a structural onnx.checker pass still runs)")
     o.add_argument("--input-shape", action="append", metavar="NAME:D0,D1,...", type=_input_shape,
                    help="shape for an input with symbolic dims (repeatable; NAME may be left out for a "
                    "single input); default: 2 for the batch dim, 64 for the others")

@@ -38,31 +38,14 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import UsageError
+from .suggest import short
 
 log = logging.getLogger("seinject")
 
 HOST = f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
-SHORT = 60  # characters of a user-given value that messages print
 _SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
 _KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"),
           (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"))
-
-
-def short(value: object, limit: int = SHORT) -> str:
-    """repr() of a user-given value cut to about `limit` characters, its start and end kept (a long
-    path keeps its file name).
-
-    Example:
-        >>> short("x" * 100, 20)
-        "'xxxxxx...xxxxxxxx'"
-        >>> short("/a/long/folder/" * 9 + "out.onnx")[-10:]
-        "/out.onnx'"
-    """
-    text = repr(str(value))
-    if len(text) <= limit:
-        return text
-    tail = (limit - 3) // 2 + 1
-    return text[: limit - 3 - tail] + "..." + text[-tail:]
 
 
 class Terminated(SystemExit):

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import os
 import reprlib
 from typing import Any, Iterable
 
@@ -31,17 +32,28 @@ def closest(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def short(value: Any) -> str:
-    """repr(value) cut to a short prefix, in bounded time and memory whatever the value holds
-    (a YAML alias bomb, a 50 MB string): error messages show user values through this.
+def short(value: Any, width: int = SHOWN_CHARS) -> str:
+    """repr(value) cut to about `width` characters, keeping its start and end (a long path keeps
+    its file name), in bounded time and memory whatever the value holds (a YAML alias bomb, a
+    50 MB string): error messages show user values through this. Paths show as strings.
 
     Example:
         >>> short("x" * 1000)
         "'xxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx'"
         >>> short([[1, 2, 3, 4, 5]] * 1000)
         '[[1, 2, 3, 4, ...], [1, 2, 3, 4, ...], [1, 2, 3, 4, ...], [1, 2, 3, 4, ...], ...]'
+        >>> from pathlib import Path
+        >>> short(Path("/a/long/folder/" * 9 + "out.onnx"), 30)
+        "'/a/long/fold...lder/out.onnx'"
     """
-    return _REPR.repr(value)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if width == SHOWN_CHARS:
+        return _REPR.repr(value)
+    custom = reprlib.Repr()
+    custom.maxstring = custom.maxother = width
+    custom.maxlevel, custom.maxlist, custom.maxtuple, custom.maxdict, custom.maxset = 2, 4, 4, 4, 4
+    return custom.repr(value)
 
 
 def clip(text: str, width: int = 4 * SHOWN_CHARS) -> str:

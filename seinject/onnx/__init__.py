@@ -134,6 +134,6 @@ def verify(original: Any, rewritten: Any, input_shapes: dict | None = None, *, a
         >>> verify(m, m)
         0.0
     """
-    from .verify import compare
+    from .verification import compare
 
     return compare(original, rewritten, input_shapes, atol=atol, rtol=rtol, seed=seed).max_abs_diff

@@ -7,8 +7,9 @@ model → GraphView (view.py), Rule × view → sites (seinject.graph.matcher), 
 apply_file refuses, before anything is written: an OUT that is a device, FIFO, socket or
 folder (symlinks are followed, the target is checked and written), OUT equal to IN without
 overwrite (same path or same inode), OUT that is one of IN's external data files (always),
+OUT's data file that is IN or one of IN's data files (unless IN itself is being replaced),
 atol/rtol that are not finite numbers >= 0, input shapes of the wrong rank, and
-verification inputs over the budget in seinject.onnx.verify (2**28 elements, 1 GiB each).
+verification inputs over the budget in seinject.onnx.verification (2**28 elements, 1 GiB each).
 
 Example:
     >>> import onnx
@@ -41,18 +42,19 @@ from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
 from ..graph.matcher import match
 from ..graph.report import ApplyReport, Plan
 from ..graph.site import Site
+from ..limits import MAX_RANK
 from ..rule.overrides import resolve_rule
 from ..rule.schema import Rule
-from ..safe_write import resolve_output, same_as_any, short
+from ..safe_write import resolve_output, same_as_any
+from ..suggest import short
 from .load import (EXTERNAL_THRESHOLD, PROTOBUF_LIMIT, LoadedModel, StagedOutput, load_model,
                    read_external_data, same_file, tensor_bytes)
 from .splice import splice
-from .verify import (OPT_LEVELS, SYMBOLIC_BATCH, SYMBOLIC_OTHER, check, check_input_budget, check_tolerances,
+from .verification import (OPT_LEVELS, SYMBOLIC_BATCH, SYMBOLIC_OTHER, check, check_input_budget, check_tolerances,
                      compare, itemsize)
 from .view import OnnxGraph, build_view
 
 log = logging.getLogger("seinject")
-MAX_RANK = 64  # dims of one given input shape
 
 
 def plan(model: Any, rule: "str | Rule" = "after_residual", *, input_shapes: "dict | str | None" = None,
@@ -123,7 +125,7 @@ def apply_file(src: "str | Path", dst: "str | Path", rule: "str | Rule" = "after
     external = external_data if external_data is not None else (
         loaded.has_external_data or tensor_bytes(loaded.model) > EXTERNAL_THRESHOLD)
     protected = {src.resolve(), *loaded.external_files}
-    with StagedOutput(dst, external=external, protected=protected) as staged:
+    with StagedOutput(dst, external=external, protected=protected, replacing_input=same_file(src, dst)) as staged:
         start = time.perf_counter()
         staged.write(loaded.model)
         seconds["save"] = time.perf_counter() - start

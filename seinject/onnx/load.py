@@ -15,9 +15,10 @@ followed) and must be a regular file or absent; the model goes to a hidden tempo
 file beside it (its external data, if any, to a new temporary data file: onnx appends
 to an existing data file, so a fresh name is the only safe one); the caller verifies it
 and commits (rename into place, data file first) or discards (temporary files removed,
-also on SIGINT, SIGTERM and SIGHUP). The data file is "<OUT>.data", or "<OUT>.<n>.data"
-when that name is one of the input's files (same path or same inode): it never replaces
-an input file. An existing data file of that name that is a symlink or a special file is
+also on SIGINT, SIGTERM and SIGHUP). The data file is "<OUT>.data"; when that name is one
+of the input's files (same path or same inode) the write is refused, unless the input
+model itself is being replaced (--overwrite): then it is "<OUT>.<n>.data". It never
+replaces an input file. An existing data file of that name that is a symlink or a special file is
 refused (UsageError).
 
 Example:
@@ -40,7 +41,8 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from ..errors import ModelError, UnsafeModelError, UsageError
-from ..safe_write import TempFiles, file_kind, resolve_output, same_as_any, short, signals_deferred
+from ..safe_write import TempFiles, file_kind, resolve_output, same_as_any, signals_deferred
+from ..suggest import short
 from .view import default_opset
 
 MIN_OPSET = 11
@@ -314,7 +316,8 @@ class StagedOutput:
         ['out.onnx']
     """
 
-    def __init__(self, destination: Path, external: bool = False, protected: set[Path] | None = None):
+    def __init__(self, destination: Path, external: bool = False, protected: set[Path] | None = None,
+                 replacing_input: bool = False):
         self.destination = Path(destination)
         self.target = resolve_output(self.destination)
         self.folder = self.target.parent
@@ -322,7 +325,8 @@ class StagedOutput:
         self.temp_model = self.temp.path("")
         self.temp_data = self.temp.path(".data")
         self.external = external
-        self.final_data = _data_name(self.target, protected or set())
+        self.final_data = _data_name(self.target, protected or set(), replacing_input) if external else \
+            self.target.with_name(self.target.name + ".data")
         kind = file_kind(self.final_data, follow=False) if external else None
         if kind is not None:
             raise UsageError(f"output data file {short(self.final_data)} is a {kind}; refused "
@@ -405,14 +409,22 @@ def _sync(paths) -> None:
             os.fsync(handle.fileno())
 
 
-def _data_name(destination: Path, protected: set[Path]) -> Path:
-    """<out>.data, or <out>.<n>.data when that name is one of the input's files (same path or inode).
+def _data_name(destination: Path, protected: set[Path], replacing_input: bool = False) -> Path:
+    """<out>.data. When that is the input or one of its data files (same path or inode): a UsageError,
+    or, when the input model file itself is being replaced (--overwrite), <out>.<n>.data.
 
     Example:
-        >>> _data_name(Path("/tmp/m.onnx"), {Path("/tmp/m.onnx.data")}).name
+        >>> _data_name(Path("/tmp/m.onnx"), {Path("/tmp/m.onnx.data")}, replacing_input=True).name
         'm.onnx.1.data'
+        >>> _data_name(Path("/tmp/m.onnx"), {Path("/tmp/m.onnx.data")})
+        Traceback (most recent call last):
+        ...
+        seinject.errors.UsageError: output data file '/tmp/m.onnx.data' is the input or one of its ...
     """
     candidate = destination.with_name(destination.name + ".data")
+    if same_as_any(candidate, protected) and not replacing_input:
+        raise UsageError(f"output data file {short(candidate)} is the input or one of its external-data "
+                         "files; writing it would destroy the input's weights (refused): choose another OUT name")
     n = 1
     while same_as_any(candidate, protected):
         candidate = destination.with_name(f"{destination.name}.{n}.data")

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 
 import onnx
 
+from ..limits import MAX_LITERAL_CHARS, MAX_METADATA_CHARS
+
 _SUFFIX = re.compile(r"_\d+$")
 _TORCH_NAMES = {"concat": "cat"}  # ONNX op type → the name torch.fx gives the same call
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 NAMESPACE_KEY = "namespace"
-MAX_METADATA_CHARS = 64 * 1024  # a scope metadata value longer than this is ignored
-MAX_LITERAL_CHARS = 4 * 1024    # ... or this, when it needs ast.literal_eval (escapes, other quotes)
 _PLAIN_LIST = re.compile(r"\[\s*'[^'\\]*'(?:\s*,\s*'[^'\\]*')*\s*,?\s*\]")
 _PLAIN_ITEM = re.compile(r"'([^'\\]*)'")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..suggest import clip, closest, short
-from .limits import MAX_COUNT, MAX_LIST_ITEMS, MAX_REGEX_CHARS
+from ..limits import MAX_COUNT, MAX_LIST_ITEMS, MAX_REGEX_CHARS
 
 
 def integer(key: str, value: Any, minimum: int = 1, maximum: int = MAX_COUNT, label: str = "") -> int:

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..suggest import closest, short
 from . import checks
 from .kinds import canonical_fn
-from .limits import MAX_BLOCK_PARAMS, MAX_HIDDEN, MAX_RATIO, MIN_RATIO
+from ..limits import MAX_BLOCK_PARAMS, MAX_HIDDEN, MAX_RATIO, MIN_RATIO
 
 # Names from the act vocabulary of seinject.rule.kinds, so `se: {act: hardswish}` and
 # `pattern: [{kind: act, fn: hardswish}]` use one word; its aliases (hard_swish,

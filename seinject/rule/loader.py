@@ -21,7 +21,7 @@ from ..errors import ConfigError, RuleError, RuleNotFoundError
 from .kinds import FN_NAMES, KINDS, canonical_fn, fn_names
 from .schema import POSITIONS, Filters, Insert, OpSpec, Rule
 from ..suggest import clip, closest, short
-from .limits import MAX_RULE_BYTES
+from ..limits import MAX_RULE_BYTES
 from . import checks
 from .yaml_lines import LineDict, LineList, load_with_lines
 

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 from ..errors import ConfigError
 from ..suggest import short
-from .limits import REGEX_SECONDS
+from ..limits import REGEX_SECONDS
 
 _CHILD = ("import json, re, sys\n"
           "job = json.load(sys.stdin)\n"

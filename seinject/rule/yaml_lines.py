@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import RuleError
 from ..suggest import clip, short
-from .limits import MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_NODES
+from ..limits import MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 
 class LineDict(dict):

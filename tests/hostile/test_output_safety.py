@@ -187,17 +187,14 @@ def test_out_hard_linked_to_in_is_the_input(folder, cli):
     folder.assert_untouched()
 
 
-def test_in_named_like_outs_data_file_is_never_overwritten(folder, cli):
-    """IN is m.onnx.data (external weights in w.bin), OUT m.onnx: OUT's data would be named m.onnx.data,
-    which is IN, so it goes to m.onnx.1.data; IN and w.bin stay byte-identical."""
+def test_in_named_like_outs_data_file_is_refused(folder, cli):
+    """IN is m.onnx.data (external weights in w.bin), OUT m.onnx: OUT's data would be m.onnx.data,
+    which is IN: refused before anything is written."""
     src = model(folder.path, name="m.onnx.data", external="w.bin")
     folder.snapshot()
     code, err = cli("onnx", src, folder.path / "m.onnx")
-    assert code == 0, err
-    header = onnx.load(folder.path / "m.onnx", load_external_data=False)
-    assert {e.value for t in header.graph.initializer for e in t.external_data if e.key == "location"} \
-        == {"m.onnx.1.data"}
-    folder.assert_untouched(created=("m.onnx", "m.onnx.1.data"))
+    assert code == 2 and "m.onnx.data' is the input or one of its external-data files" in err, err
+    folder.assert_untouched()
 
 
 def test_overwriting_in_with_external_data_keeps_its_old_data_file(folder, cli):

@@ -23,7 +23,8 @@ from torch import nn
 import seinject
 import seinject.onnx as se_onnx
 from seinject.errors import ConfigError, RuleError, RuleNotFoundError, SEInjectError
-from seinject.rule import limits, patterns
+from seinject import limits
+from seinject.rule import patterns
 from tests.onnx_backend.graphs import residual_net
 
 RULE_HEAD = "name: hostile\npattern: [{kind: add, residual: true}, act]\n"

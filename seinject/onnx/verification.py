@@ -34,13 +34,12 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError, VerificationError
-from ..safe_write import short
+from ..limits import MAX_INPUT_BYTES, MAX_INPUT_ELEMENTS
+from ..suggest import short
 
 SYMBOLIC_BATCH = 2
 SYMBOLIC_OTHER = 64
 OPT_LEVELS = ("disable", "basic", "extended", "all")
-MAX_INPUT_ELEMENTS = 2**28  # elements of one random verification input
-MAX_INPUT_BYTES = 2**30     # bytes of one random verification input
 _NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
           "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
@@ -63,7 +62,7 @@ def check_tolerances(atol: Any, rtol: Any) -> None:
         >>> check_tolerances(1e-6, float("nan"))
         Traceback (most recent call last):
         ...
-        seinject.errors.ConfigError: rtol (--rtol) must be a finite number >= 0, got 'nan'
+        seinject.errors.ConfigError: rtol (--rtol) must be a finite number >= 0, got nan
     """
     for name, value in (("atol", atol), ("rtol", rtol)):
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool)

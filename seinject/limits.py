@@ -22,3 +22,9 @@ MIN_RATIO = 1 / 16            # hidden width at most 16 × channels
 MAX_RATIO = float(2**20)
 MAX_HIDDEN = 2**16            # min_hidden, divisor and the hidden width of any block
 MAX_BLOCK_PARAMS = 2**28      # parameters of one inserted block (1 GiB in fp32)
+
+MAX_INPUT_ELEMENTS = 2**28    # one random ONNX verification input (and any given input shape)
+MAX_INPUT_BYTES = 2**30       # ... and its bytes
+MAX_RANK = 64                 # dims of one given input shape
+MAX_METADATA_CHARS = 64 * 1024  # an ONNX scope metadata value longer than this is ignored
+MAX_LITERAL_CHARS = 4 * 1024  # ... or this, when it needs ast.literal_eval (escapes, other quotes)
