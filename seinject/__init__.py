@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .rule.config import SEConfig
 from .errors import (CheckpointError, ConfigError, ModelError, NoSitesError, RuleError, RuleNotFoundError,
-                     SEInjectError, SEInjectWarning)
+                     SEInjectError, SEInjectWarning, UnsafeModelError, UsageError, VerificationError)
 from .rule.loader import builtin_rule_names as list_rules
 from .rule.loader import load_rule, parse_rule
 from .rule.schema import Rule
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "apply", "plan", "remove", "report", "load_rule", "parse_rule", "list_rules",
     "Rule", "SEConfig", "SEInjectError", "ConfigError", "RuleError", "RuleNotFoundError",
-    "ModelError", "NoSitesError", "SEInjectWarning", "onnx",
+    "ModelError", "NoSitesError", "SEInjectWarning", "UsageError", "UnsafeModelError", "VerificationError", "onnx",
     "se_modules", "se_parameters", "mark_trainable", "print_trainable_parameters",
     "state_dict", "save", "load", "CheckpointError",
 ]
