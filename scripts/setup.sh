@@ -15,5 +15,5 @@ exec 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
 # torch first, alone: the pinned CPU build (a range would pull CUDA wheels).
 $PIP install -c constraints.txt "torch==2.13.0"
 $PIP install -c constraints.txt hatchling editables
-$PIP install -c constraints.txt --no-build-isolation -e ".[onnx,dev]"
+$PIP install -c constraints.txt --no-build-isolation -e ".[onnx,dev,study]"
 echo "$WANT" > "$STAMP"

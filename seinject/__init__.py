@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
     from .graph.report import ApplyReport, Plan
+    from .torch.excitation import Excitations
     from .torch.training import TrainableSummary
 
 __version__ = "0.1.0"
@@ -32,7 +33,7 @@ __all__ = [
     "Rule", "SEConfig", "SEInjectError", "ConfigError", "RuleError", "RuleNotFoundError",
     "ModelError", "NoSitesError", "SEInjectWarning", "UsageError", "UnsafeModelError", "VerificationError", "onnx",
     "se_modules", "se_parameters", "mark_trainable", "print_trainable_parameters",
-    "state_dict", "save", "load", "CheckpointError",
+    "state_dict", "save", "load", "CheckpointError", "excitations",
 ]
 
 
@@ -188,7 +189,7 @@ def save(model: Any, path: Any, *, also: Any = ()) -> "Path":
     return _save(model, path, also=also)
 
 
-def load(model: Any, path: Any, *, strict: bool = True, inplace: bool = False) -> Any:
+def load(model: Any, path: Any, *, strict: bool = True, inplace: bool = False, example_inputs: Any = None) -> Any:
     """The model with a checkpoint's SE blocks and weights (a rewritten copy unless inplace=True); a
     plain model gets the stored rule first. A checkpoint that does not fit raises CheckpointError.
 
@@ -201,7 +202,27 @@ def load(model: Any, path: Any, *, strict: bool = True, inplace: bool = False) -
     """
     from .torch.checkpoint import load as _load
 
-    return _load(model, path, strict=strict, inplace=inplace)
+    return _load(model, path, strict=strict, inplace=inplace, example_inputs=example_inputs)
+
+
+def excitations(model: Any, data: Any, labels: Any = None, max_batches: "int | None" = None) -> "Excitations":
+    """Run the model on data (eval, no grad) and record every seinject block's gate values: the SENet
+    paper's excitation analysis. The result gives per_class(), specificity(), saturation(), mean(),
+    table() and plot(path) (matplotlib), each keyed by block name in depth order.
+
+    data: one input tensor (with labels= a sequence or tensor), or batches as a DataLoader yields
+    them (a tensor, or (inputs, labels, ...)). max_batches stops early.
+
+    Example:
+        >>> import torch, torch.nn as nn, seinject
+        >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), rule="conv_block")
+        >>> ex = seinject.excitations(net, torch.randn(8, 3, 6, 6), labels=[0, 1] * 4)
+        >>> ex.classes, ex.specificity(), ex.saturation()   # at identity: gates 0.5 for everyone
+        ([0, 1], {'1.se': 0.0}, {'1.se': 1.0})
+    """
+    from .torch.excitation import record
+
+    return record(model, data, labels=labels, max_batches=max_batches)
 
 
 def __getattr__(name: str) -> Any:

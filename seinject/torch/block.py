@@ -115,11 +115,19 @@ class SqueezeExcite(nn.Module):
                 self.fc2.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return scale_channels(x, self.gain * self.gate_values(x))
+
+    def gate_values(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate of each sample and channel (N×C, in [0, 1]); the block scales by gain·gate.
+
+        Example:
+            >>> SqueezeExcite(8).gate_values(torch.randn(2, 8, 3)).unique().tolist()   # at identity
+            [0.5]
+        """
         # nan_to_num: an activation near the dtype's largest value can overflow fc1 to inf;
         # the zero fc2 of a block at identity must still give exactly 0, not 0·inf = nan
         hidden = torch.nan_to_num(self.act(self.fc1(squeeze_spatial(x))))
-        scale = self.gain * _GATES[self.gate_name](self.fc2(hidden))
-        return scale_channels(x, scale)
+        return _GATES[self.gate_name](self.fc2(hidden))
 
     def is_identity(self) -> bool:
         """True while the block still returns its input exactly (fc2 all zero, gain·gate(0) = 1).
