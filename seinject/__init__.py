@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .graph.report import ApplyReport, Plan
     from .torch.excitation import Excitations
+    from .torch.fold import FoldReport
     from .torch.training import TrainableSummary
 
 __version__ = "0.1.0"
@@ -33,7 +34,7 @@ __all__ = [
     "Rule", "SEConfig", "SEInjectError", "ConfigError", "RuleError", "RuleNotFoundError",
     "ModelError", "NoSitesError", "SEInjectWarning", "UsageError", "UnsafeModelError", "VerificationError", "onnx",
     "se_modules", "se_parameters", "mark_trainable", "print_trainable_parameters",
-    "state_dict", "save", "load", "CheckpointError", "excitations",
+    "state_dict", "save", "load", "CheckpointError", "excitations", "fold",
 ]
 
 
@@ -76,8 +77,9 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
                   verbose=verbose, verify=verify, **overrides)
 
 
-def remove(model: Any, *, inplace: bool = False) -> Any:
-    """Take every SE block seinject inserted out again; returns the original model structure.
+def remove(model: Any, *, inplace: bool = False, blocks: "list[str] | None" = None) -> Any:
+    """Take out the SE blocks seinject inserted (all, or only those named in `blocks`, qualified
+    names as se_modules gives them); returns the model (a copy unless inplace=True).
 
     Example:
         >>> import torch.nn as nn, seinject
@@ -88,7 +90,7 @@ def remove(model: Any, *, inplace: bool = False) -> Any:
     """
     from .torch.api import remove as _remove
 
-    return _remove(model, inplace=inplace)
+    return _remove(model, inplace=inplace, blocks=blocks)
 
 
 def report(model: Any) -> "ApplyReport | None":
@@ -223,6 +225,28 @@ def excitations(model: Any, data: Any, labels: Any = None, max_batches: "int | N
     from .torch.excitation import record
 
     return record(model, data, labels=labels, max_batches=max_batches)
+
+
+def fold(model: Any, blocks: "list[str] | None" = None, data: Any = None, labels: Any = None, *,
+         min_saturation: float = 0.95, max_batches: "int | None" = None,
+         inplace: bool = False) -> "tuple[Any, FoldReport]":
+    """Replace SE blocks whose gates hardly depend on the input by their mean channel scale on
+    `data`, multiplied into the next conv (or the previous conv/norm) where one takes it, else a
+    fixed ChannelScale; returns (model, FoldReport) with max |Δ| of the outputs on the data (and
+    top-1 accuracy before and after when labels are known). blocks: names (se_modules); default:
+    those with saturation >= min_saturation.
+
+    Example:
+        >>> import torch, torch.nn as nn, seinject
+        >>> net = seinject.apply(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 2, 1)), rule="conv_block")
+        >>> folded, report = seinject.fold(net, data=torch.randn(4, 3, 8, 8))
+        >>> report.folded[0].into, report.max_abs_diff
+        ("next conv '2'", 0.0)
+    """
+    from .torch.fold import fold as _fold
+
+    return _fold(model, blocks, data, labels, min_saturation=min_saturation, max_batches=max_batches,
+                 inplace=inplace)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ import copy
 import gc
 import logging
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
@@ -25,8 +26,10 @@ from ..rule.loader import load_rule
 from ..rule.overrides import checked_overrides, resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
-from ..suggest import short
-from .install import keep_across_copies, restore
+from ..rule import checks
+from ..suggest import closest, short
+from .install import keep_across_copies, restore, restore_blocks
+from .training import se_modules
 from .splice import splice
 from .verify import compare, outputs
 from .view import TorchGraph, build_view
@@ -146,8 +149,9 @@ def _plan_of(resolved: Rule, traced: TorchGraph, found: MatchResult) -> Plan:
                 matched=found.matched, model_params=traced.param_count)
 
 
-def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:
-    """The model without the SE blocks seinject inserted (a copy unless inplace=True).
+def remove(model: nn.Module, *, inplace: bool = False, blocks: "list[str] | None" = None) -> nn.Module:
+    """The model without the SE blocks seinject inserted (a copy unless inplace=True); with
+    `blocks` (qualified names, as seinject.se_modules gives them) only those go.
 
     Warns when a block had moved away from identity (training changed it): then the
     model without it computes something different from the model with it.
@@ -159,15 +163,35 @@ def remove(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         False
     """
     check_restorable(model)
+    chosen = None if blocks is None else _block_names(model, blocks)
     target = model if inplace else copy.deepcopy(model)
-    trained = [name for name, m in target.named_modules()
-               if isinstance(m, SqueezeExcite) and not m.is_identity()]
+    trained = [name for name, m in se_modules(target)
+               if (chosen is None or name in chosen) and isinstance(m, SqueezeExcite) and not m.is_identity()]
     if trained:
         warnings.warn(f"{len(trained)} SE block(s) are no longer at identity (e.g. {trained[0]}); "
                       "removing them changes the model's outputs", SEInjectWarning, stacklevel=3)
-    restore(target)
-    keep_across_copies(target, REPORT, None)
+    if chosen is None:
+        restore(target)
+        keep_across_copies(target, REPORT, None)
+        return target
+    restore_blocks(target, chosen)
+    report = getattr(target, REPORT, None)
+    if report is not None:
+        kept = [block for block in report.inserted if block.module not in chosen]
+        keep_across_copies(target, REPORT, replace(report, inserted=kept) if kept else None)
     return target
+
+
+def _block_names(model: nn.Module, blocks: Any) -> set[str]:
+    """The names in `blocks`, each checked to be a block seinject inserted into `model`."""
+    names = checks.strings("blocks", blocks)
+    known = [name for name, _ in se_modules(model)]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"no SE block {short(name)} inserted by seinject in {type(model).__name__}"
+                              f"{closest(name, known)}; blocks: {', '.join(known[:6])}"
+                              f"{' ...' if len(known) > 6 else ''}", key="blocks")
+    return set(names)
 
 
 @contextlib.contextmanager

@@ -119,6 +119,7 @@ def load(model: nn.Module, path: "str | os.PathLike", *, strict: bool = True, in
             warnings.simplefilter("ignore", SEInjectWarning)
             target = apply(model, header.rule, inplace=inplace, example_inputs=example_inputs,
                            **header.overrides)
+        _drop_unsaved_blocks(target, header)
     else:
         target = model if inplace else copy.deepcopy(model)
     inner = _unwrap(target)
@@ -133,6 +134,19 @@ def load(model: nn.Module, path: "str | os.PathLike", *, strict: bool = True, in
         warnings.warn(CheckpointWarning(f"{header.path}: {len(problems)} mismatch(es), not loaded:\n"
                                         + "\n".join(problems), problems), stacklevel=2)
     return target
+
+
+def _drop_unsaved_blocks(target: nn.Module, header: CheckpointHeader) -> None:
+    """After the stored rule was applied: take out the new blocks the checkpoint does not hold
+    because they had been removed (seinject.remove(blocks=...), seinject.fold) before saving.
+    Only when every saved block is there; otherwise _compare reports the mismatch."""
+    from .api import remove
+
+    inner = _unwrap(target)
+    present = {name for name, _ in se_modules(inner)}
+    saved = {site["module"] for site in header.sites}
+    if saved and saved < present:
+        remove(inner, inplace=True, blocks=sorted(present - saved))
 
 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -228,7 +228,7 @@ def record(model: nn.Module, data: Any, labels: Any = None, max_batches: int | N
     samples = 0
     try:
         with torch.no_grad():
-            for count, (inputs, batch_labels) in enumerate(_batches(data, labels)):
+            for count, (inputs, batch_labels) in enumerate(batches(data, labels)):
                 if max_batches is not None and count >= max_batches:
                     break
                 current[:] = batch_labels
@@ -256,8 +256,13 @@ def _recorder(name: str, block: nn.Module, sums: dict[str, _Sums], current: list
     return hook
 
 
-def _batches(data: Any, labels: Any) -> Iterator[tuple[tuple, list]]:
-    """(forward arguments, labels as a list) for every batch of `data`."""
+def batches(data: Any, labels: Any) -> Iterator[tuple[tuple, list]]:
+    """(forward arguments, labels as a list) for every batch of `data` (see record).
+
+    Example:
+        >>> [(x[0].shape[0], y) for x, y in batches(torch.zeros(3, 2), labels=[1, 2, 1])]
+        [(3, [1, 2, 1])]
+    """
     if isinstance(data, torch.Tensor):
         given = _as_list(labels, len(data)) if labels is not None else ["all"] * len(data)
         for start in range(0, len(data), CHUNK):

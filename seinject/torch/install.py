@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 import types
 import weakref
@@ -275,25 +276,81 @@ def restore(model: nn.Module) -> int:
     for module in list(model.modules()):
         if isinstance(module, fx.GraphModule):
             removed += _restore_graph(module)
-        original = module.__dict__.get(ORIGINAL_CLASS)
-        if original is None:
-            continue
-        for name in module.__dict__.pop(SE_NAMES, []):
-            if name in module._modules:
-                del module._modules[name]
-                removed += 1
-        module.__dict__.pop(ATTACHED, None)
-        del module.__dict__[ORIGINAL_CLASS]
-        module.__class__ = original
+        removed += _restore_module(module)
     return removed
 
 
-def _restore_graph(module: fx.GraphModule) -> int:
-    """Take the marked blocks' calls out of a GraphModule's graph, and the blocks with them."""
+def restore_blocks(model: nn.Module, names: "set[str]") -> int:
+    """Take out only the blocks with these qualified names (in place); returns how many went.
+
+    A module keeping other blocks gets a class whose forward skips the removed ones: the
+    call `self.<block>(x)` of its fx-generated source becomes `x`.
+
+    Example:
+        >>> relu = nn.ReLU()
+        >>> for name in ("se", "se_1"):
+        ...     relu.add_module(name, nn.Identity()); attach(relu, name, before=False)
+        >>> restore_blocks(relu, {"se"}), list(relu._modules)
+        (1, ['se_1'])
+    """
+    removed = 0
+    for path, module in list(model.named_modules()):
+        prefix = f"{path}." if path else ""
+        if isinstance(module, fx.GraphModule):
+            removed += _restore_graph(module, {n[len(prefix):] for n in names if n.startswith(prefix)})
+        mine = [n for n in module.__dict__.get(SE_NAMES, []) if prefix + n in names]
+        if not mine:
+            continue
+        if len(mine) == len(module.__dict__[SE_NAMES]):
+            removed += _restore_module(module)
+            continue
+        if ATTACHED in module.__dict__:
+            for side in module.__dict__[ATTACHED]:
+                side[:] = [n for n in side if n not in mine]
+        else:
+            recipe = type(module).__dict__["_seinject_recipe"]
+            sources = tuple(_skip_calls(src, mine) for src in recipe.sources)
+            module.__class__ = Recipe(recipe.original, sources, recipe.globals, recipe.traced_training).make()
+        module.__dict__[SE_NAMES] = [n for n in module.__dict__[SE_NAMES] if n not in mine]
+        for name in mine:
+            del module._modules[name]
+        removed += len(mine)
+    return removed
+
+
+def _skip_calls(source: str, names: list[str]) -> str:
+    """fx-generated source with each `self.<name>(arg)` call replaced by `arg`."""
+    for name in names:
+        call = re.compile(rf"\bself\.{re.escape(name)}\((\w+)\)")
+        source, count = call.subn(r"\1", source)
+        if count == 0:
+            raise ModelError(f"cannot find the call of SE block {name!r} in its module's forward")
+    return source
+
+
+def _restore_module(module: nn.Module) -> int:
+    """Give one rewritten module its original class back and drop its SE children."""
+    original = module.__dict__.get(ORIGINAL_CLASS)
+    if original is None:
+        return 0
+    removed = 0
+    for name in module.__dict__.pop(SE_NAMES, []):
+        if name in module._modules:
+            del module._modules[name]
+            removed += 1
+    module.__dict__.pop(ATTACHED, None)
+    del module.__dict__[ORIGINAL_CLASS]
+    module.__class__ = original
+    return removed
+
+
+def _restore_graph(module: fx.GraphModule, only: "set[str] | None" = None) -> int:
+    """Take the marked blocks' calls out of a GraphModule's graph, and the blocks with them
+    (only those named in `only` when given)."""
     removed = 0
     for node in list(module.graph.nodes):
         block = module._modules.get(node.target) if node.op == "call_module" else None
-        if block is not None and is_inserted(block):
+        if block is not None and is_inserted(block) and (only is None or node.target in only):
             node.replace_all_uses_with(node.args[0])
             module.graph.erase_node(node)
             del module._modules[node.target]
