@@ -80,7 +80,7 @@ def _match_chain(pattern: tuple[OpSpec, ...], view: GraphView, start: str) -> li
     bound: list[str | None] = []
     current: str | None = None
     for i, spec in enumerate(pattern):
-        options = [start] if current is None and not bound else _next_ops(view, current)
+        options = [start] if current is None else _next_ops(view, current)  # absent optional elements: still at start
         if current is not None and i > 0 and not _single_use(view, current):
             options = []
         hit = next((n for n in options if _accepts(spec, view, n)), None)
@@ -150,7 +150,8 @@ def _dims_match(actual, wanted: tuple[int, ...]) -> bool:
 def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
     """The Site for one matched chain (with its anchor depth), a Skip, or None."""
     ids = [spec.id for spec in rule.pattern]
-    target_index = ids.index(rule.insert.node) if rule.insert.node in ids else len(chain) - 1
+    node = rule.insert.node
+    target_index = ids.index(node) if node is not None and node in ids else len(chain) - 1  # default: the last
     while chain[target_index] is None:
         target_index -= 1
     target = chain[target_index]

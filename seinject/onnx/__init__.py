@@ -13,7 +13,7 @@ Example:
     ...   }''')
     >>> new = seinject.onnx.apply(model, rule="after_residual", ratio=4)
     >>> sorted({n.op_type for n in new.graph.node} - {n.op_type for n in model.graph.node})
-    ['GlobalAveragePool', 'Mul', 'Sigmoid']
+    ['Clip', 'GlobalAveragePool', 'IsNaN', 'Mul', 'Sigmoid', 'Where']
 """
 
 from __future__ import annotations

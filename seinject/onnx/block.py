@@ -1,10 +1,12 @@
 """The SE block as ONNX nodes and initializers, tagged so that seinject recognises it later.
 
-    x ─┬─────────────────────────────────────────────────────────────────── Mul ──▶ y
-       └─ GlobalAveragePool → Conv 1×1 (C→h) → act → Conv 1×1 (h→C) → gate → ×gain ─┘
+    x ─┬──────────────────────────────────────────────────────────────────────────── Mul ──▶ y
+       └─ GlobalAveragePool → Conv 1×1 (C→h) → act → finite → Conv 1×1 (h→C) → gate → ×gain ─┘
 
+"finite" (IsNaN → Where → Clip) is torch.nan_to_num: a map near the dtype's limit can overflow
+the squeeze, and the zero second conv must still give exactly 0, not 0·inf = NaN.
 Only ops whose signature is stable from opset 11 on (GlobalAveragePool rather than
-ReduceMean, Conv, Relu, Clip with inputs, Sigmoid, HardSigmoid, Mul); the same nodes
+ReduceMean, Conv, Relu, IsNaN, Where, Clip with inputs, Sigmoid, HardSigmoid, Mul); the same nodes
 serve 1d, 2d and 3d feature maps (the 1×1 kernels get one dim per spatial axis) and
 any batch or spatial size. With init="identity" the second conv is zero and gain is 2:
 the gate is 2·sigmoid(0) = 1 (or 2·hardsigmoid(0) = 1) and y equals x bit for bit.
@@ -19,7 +21,7 @@ Example:
     >>> block = build_se("seinject/layer1.0.relu_1", "x", channels=64, spatial_rank=2,
     ...                  config=SEConfig(ratio=16), opset=17)
     >>> [n.op_type for n in block.nodes]
-    ['GlobalAveragePool', 'Conv', 'Relu', 'Conv', 'Sigmoid', 'Mul', 'Mul']
+    ['GlobalAveragePool', 'Conv', 'Relu', 'IsNaN', 'Where', 'Clip', 'Conv', 'Sigmoid', 'Mul', 'Mul']
     >>> block.initializers[0].name, list(block.initializers[0].dims)
     ('seinject/layer1.0.relu_1/fc1.weight', [4, 64, 1, 1])
 """
@@ -60,7 +62,7 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
         >>> from seinject.rule.config import SEConfig
         >>> b = build_se("se", "x", 8, 1, SEConfig(ratio=4, init="random", act="silu"), opset=11)
         >>> [n.op_type for n in b.nodes], b.output
-        (['GlobalAveragePool', 'Conv', 'Sigmoid', 'Mul', 'Conv', 'Sigmoid', 'Mul'], 'se/scale_out')
+        (['GlobalAveragePool', 'Conv', 'Sigmoid', 'Mul', 'IsNaN', 'Where', 'Clip', 'Conv', 'Sigmoid', 'Mul'], 'se/scale_out')
     """
     dtype = DTYPES[elem_type]
     hidden = config.hidden_channels(channels)
@@ -74,7 +76,7 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     pooled = out.node("squeeze", "GlobalAveragePool", [x])
     h = out.node("fc1", "Conv", [pooled, out.const("fc1.weight", w1.reshape(hidden, channels, *ones)),
                                  out.const("fc1.bias", b1)])
-    h = _activation(out, config.act, h, opset)
+    h = _finite(out, _activation(out, config.act, h, opset))
     s = out.node("fc2", "Conv", [h, out.const("fc2.weight", w2.reshape(channels, hidden, *ones)),
                                  out.const("fc2.bias", b2)])
     if config.gate == "sigmoid":
@@ -86,6 +88,16 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     out.block.output = out.node("scale", "Mul", [x, s], output=output)
     out.block.params = 2 * channels * hidden + hidden + channels
     return out.block
+
+
+def _finite(out: "_Builder", x: str) -> str:
+    """NaN → 0 and ±inf → the largest finite values, as torch.nan_to_num in the torch block: a map
+    near the dtype's limit can overflow the squeeze or fc1, and the zero fc2 of a block at identity
+    must still give exactly 0 (0·inf would be NaN)."""
+    big = np.finfo(out.dtype).max
+    nan = out.node("finite.isnan", "IsNaN", [x])
+    x = out.node("finite.where", "Where", [nan, out.const("finite.zero", np.array(0.0)), x])
+    return out.node("finite", "Clip", [x, out.const("finite.min", np.array(-big)), out.const("finite.max", np.array(big))])
 
 
 def _linear_init(rng: np.random.Generator, fan_out: int, fan_in: int) -> tuple[np.ndarray, np.ndarray]:

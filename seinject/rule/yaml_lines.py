@@ -64,18 +64,25 @@ class _LineLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """Nodes below and including `node` with every alias expanded (shared nodes counted per use)."""
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], path: str, open_nodes: set[int] | None = None) -> int:
+    """Nodes below and including `node` with every alias expanded (shared nodes counted per use);
+    an alias inside its own anchor (`&a [*a]`, a structure that contains itself) is a RuleError."""
     known = sizes.get(id(node))
     if known is not None:
         return known
+    open_nodes = set() if open_nodes is None else open_nodes
+    if id(node) in open_nodes:
+        raise RuleError("a YAML alias refers to its own anchor (a structure that contains itself)", path,
+                        node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         children = [child for pair in node.value for child in pair]
     elif isinstance(node, yaml.SequenceNode):
         children = node.value
     else:
         children = []
-    size = 1 + sum(_expanded_size(child, sizes) for child in children)
+    open_nodes.add(id(node))
+    size = 1 + sum(_expanded_size(child, sizes, path, open_nodes) for child in children)
+    open_nodes.discard(id(node))
     sizes[id(node)] = size
     return size
 
@@ -129,7 +136,7 @@ def load_with_lines(text: str, path: str):
         if node is None:
             return None
         sizes: dict[int, int] = {}
-        size = _expanded_size(node, sizes)
+        size = _expanded_size(node, sizes, path)
         if size > MAX_YAML_NODES:
             raise RuleError(f"the YAML document expands to {size} nodes (aliases included); at most "
                             f"{MAX_YAML_NODES} are allowed", path, _largest_entry_line(node, sizes))

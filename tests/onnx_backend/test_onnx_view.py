@@ -121,8 +121,8 @@ def test_inserted_blocks_are_one_se_op_each():
     assert {p.key: p.value for p in tagged[0].metadata_props} == {
         "seinject.block": "seinject/b0.convB", "seinject.role": "squeeze"}
     initializers = sorted(t.name for t in new.graph.initializer if t.name.startswith("seinject/b0.convB/"))
-    assert initializers == [f"seinject/b0.convB/{n}" for n in ("fc1.bias", "fc1.weight", "fc2.bias",
-                                                                 "fc2.weight", "gain")]
+    assert initializers == [f"seinject/b0.convB/{n}" for n in ("fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight",
+                                                                 "finite.max", "finite.min", "finite.zero", "gain")]
 
 
 def test_value_read_inside_a_subgraph_is_skipped():
