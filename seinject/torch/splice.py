@@ -73,11 +73,12 @@ def splice(traced: TorchGraph, sites: list[Site], config: SEConfig) -> SpliceRes
     done: dict[tuple, type] = {}  # (trace, edits) -> class made for it, for modules built alike
     for owner, owner_edits in edits.items():
         lg = traced.graphs[owner]
+        placement = _placement(traced.root, owner)
         if isinstance(lg.module, fx.GraphModule):
-            outcome = _rewrite_graph_module(lg, owner_edits, config)
+            outcome = _rewrite_graph_module(lg, owner_edits, config, placement)
         else:
-            owner_edits = _attach_to_children(traced, lg, owner_edits, config, result)
-            outcome = _rewrite_module(lg, owner_edits, config, done) if owner_edits else []
+            owner_edits = _attach_to_children(traced, lg, owner_edits, config, result, placement)
+            outcome = _rewrite_module(lg, owner_edits, config, done, placement) if owner_edits else []
         if isinstance(outcome, Skip):
             result.skipped.extend(Skip(name=e.site.name, reason=outcome.reason) for e in owner_edits)
             continue
@@ -112,6 +113,10 @@ def _locate(traced: TorchGraph, site: Site):
     if lg.calls != 1:
         return Skip(name=site.name, reason=f"module {owner or '<root>'!r} is called {lg.calls} times; an SE "
                     "block inside it would act at every call")
+    runs = _runs(traced, lg.module)
+    if runs > 1:  # calls from an untraceable forward, seen on example_inputs
+        return Skip(name=site.name, reason=f"module {owner or '<root>'!r} runs {runs} times per forward on "
+                    "example_inputs; an SE block inside it would act at every call")
     if site.position == "branch_start" and any(is_inplace(user, lg.module) for user in users):
         return Skip(name=site.name, reason="the branch starts with an in-place op, which changes the value the "
                     "shortcut reads too; a block before it would keep that change from the shortcut")
@@ -119,7 +124,7 @@ def _locate(traced: TorchGraph, site: Site):
 
 
 def _attach_to_children(traced: TorchGraph, lg: LocalGraph, edits: list[_Edit], config: SEConfig,
-                        result: SpliceResult) -> list[_Edit]:
+                        result: SpliceResult, placement: tuple) -> list[_Edit]:
     """Attach to its leaf child each block of a plain nn.Sequential's own graph that can live
     there (so slicing, iterating and re-wrapping the Sequential keep it); the edits left over."""
     if type(lg.module).forward is not nn.Sequential.forward:
@@ -132,7 +137,7 @@ def _attach_to_children(traced: TorchGraph, lg: LocalGraph, edits: list[_Edit], 
             continue
         name, child, before = found
         attr = _se_names(child, [edit])[0]
-        _add_blocks(child, [attr], [edit], config, placed_like=lg.module)  # a ReLU has no tensors
+        _add_blocks(child, [attr], [edit], config, placement)  # the Sequential's: a ReLU has no tensors
         attach(child, attr, before)
         path = f"{lg.path}.{name}" if lg.path else name
         result.inserted.append(Inserted(module=f"{path}.{attr}", site=edit.site))
@@ -154,18 +159,23 @@ def _attachment(traced: TorchGraph, sequential: nn.Module, edit: _Edit):
     child = sequential._modules.get(str(target))
     if child is None or not is_structural_leaf(child) or is_se_module(child):
         return None
-    if id(child) in traced.multi_path or traced.leaf_calls.get(id(child), 0) != 1:
+    if id(child) in traced.multi_path or traced.leaf_calls.get(id(child), 0) != 1 or _runs(traced, child) > 1:
         return None
     return str(target), child, before
 
 
-def _rewrite_graph_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
+def _runs(traced: TorchGraph, module: nn.Module) -> int:
+    """How often the module ran in the forward pass on example_inputs (0 when not counted)."""
+    return traced.run_calls.get(id(module), 0) if traced.run_calls is not None else 0
+
+
+def _rewrite_graph_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, placement: tuple):
     """Insert the calls into a GraphModule's own graph and recompile it; its class stays."""
     module = lg.module
     if lg.graph is not module.graph:
         return Skip(name=lg.path, reason=f"GraphModule {lg.path or '<root>'!r} shares its trace with another")
     names = _se_names(module, edits)
-    _add_blocks(module, names, edits, config)
+    _add_blocks(module, names, edits, config, placement)
     for attr, edit in zip(names, edits):
         _insert_call(module.graph, module, edit.value, None if edit.users is None else list(edit.users), attr)
     module.graph.lint()
@@ -173,7 +183,8 @@ def _rewrite_graph_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig):
     return list(zip(names, edits))
 
 
-def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: dict[tuple, type]):
+def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: dict[tuple, type],
+                    placement: tuple):
     module = lg.module
     names = _se_names(module, edits)
     signature = None
@@ -183,7 +194,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
             (attr, e.value.name, None if e.users is None else tuple(u.name for u in e.users))
             for attr, e in zip(names, edits)))
         if signature in done:
-            _add_blocks(module, names, edits, config)
+            _add_blocks(module, names, edits, config, placement)
             adopt(module, done[signature], names)
             return list(zip(names, edits))
     other = _other_mode_graph(lg)
@@ -199,7 +210,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
                             "train and eval mode at this site")
     if lg.shared:  # other modules read this graph: edit a copy
         graphs[0] = copy.deepcopy(lg.graph)
-    _add_blocks(module, names, edits, config)
+    _add_blocks(module, names, edits, config, placement)
     for graph in graphs:
         by_name = {n.name: n for n in graph.nodes}
         for attr, edit in zip(names, edits):
@@ -213,8 +224,8 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
 
 
 def _add_blocks(module: nn.Module, names: list[str], edits: list[_Edit], config: SEConfig,
-                placed_like: nn.Module | None = None) -> None:
-    device, dtype = _placement(module if placed_like is None else placed_like)
+                placement: tuple[torch.device, torch.dtype]) -> None:
+    device, dtype = placement
     for attr, edit in zip(names, edits):
         block = SqueezeExcite(edit.site.channels, config, device=device, dtype=dtype)
         mark_inserted(block)
@@ -278,10 +289,16 @@ def _se_names(module: nn.Module, edits: list[_Edit]) -> list[str]:
     return names
 
 
-def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for tensor in itertools.chain(module.parameters(), module.buffers()):
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
+def _placement(root: nn.Module, path: str) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype for the blocks of the module at `path`: those of its first floating-point
+    tensor, else of the nearest enclosing module that has one (an activation module holds no
+    tensors, and a float64 model must not get float32 blocks), else the defaults."""
+    parts = path.split(".") if path else []
+    for depth in range(len(parts), -1, -1):
+        module = root.get_submodule(".".join(parts[:depth]))
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            if tensor.is_floating_point():
+                return tensor.device, tensor.dtype
     return torch.device("cpu"), torch.get_default_dtype()
 
 

@@ -131,16 +131,20 @@ def reusable(lg: LocalGraph) -> bool:
     return True
 
 
-def record_shapes(model: nn.Module, example_inputs: Any) -> dict[str, dict]:
-    """Input and output shapes of every module's first call, from one forward pass.
+def record_shapes(model: nn.Module, example_inputs: Any, calls: dict[int, int] | None = None) -> dict[str, dict]:
+    """Input and output shapes of every module's first call, from one forward pass; `calls`, when
+    given, receives how often each module ran in that pass (by id: an untraceable forward can call a
+    submodule, or a submodule's child, more often than the trace shows).
 
     The pass runs in eval mode on fake tensors (no compute, no buffer updates), falling
-    back to real tensors under no_grad; training flags are restored afterwards.
+    back to real tensors (copies: in-place ops must not change the caller's) under no_grad;
+    training flags are restored afterwards.
     """
     if example_inputs is None:
         return {}
     args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     shapes: dict[str, dict] = {}
+    counts: dict[int, int] = {}
 
     def shape_of(value: Any):
         return tuple(value.shape) if isinstance(value, torch.Tensor) else None
@@ -148,6 +152,7 @@ def record_shapes(model: nn.Module, example_inputs: Any) -> dict[str, dict]:
     handles = []
     for path, module in model.named_modules():
         def pre(mod, inputs, path=path):
+            counts[id(mod)] = counts.get(id(mod), 0) + 1
             shapes.setdefault(path, {"in": [shape_of(t) for t in inputs], "out": None})
 
         def post(mod, inputs, output, path=path):
@@ -161,13 +166,16 @@ def record_shapes(model: nn.Module, example_inputs: Any) -> dict[str, dict]:
         _run_fake(model, args)
     except Exception:  # some ops have no fake kernel: fall back to a real pass
         shapes.clear()
+        counts.clear()
         with torch.no_grad():
-            model(*args)
+            model(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
     finally:
         for handle in handles:
             handle.remove()
         for module, training in modes.items():
             module.training = training
+    if calls is not None:
+        calls.update(counts)
     return shapes
 
 

@@ -58,6 +58,9 @@ class TorchGraph:
     param_count: int = 0  # elements in the model's parameters (each shared tensor once)
     multi_path: set[int] = field(default_factory=set)  # ids of modules at more than one path
     leaf_calls: dict[int, int] = field(default_factory=dict)  # leaf module id -> calls in the view
+    # module id -> calls in one forward pass on example_inputs (None without them); this also
+    # counts calls from forwards the trace could not follow
+    run_calls: dict[int, int] | None = None
 
 
 class _Struct(tuple):
@@ -233,6 +236,8 @@ class _Builder:
         args = tuple(_value(a, env) for a in node.args)
         kwargs = {k: _value(v, env) for k, v in node.kwargs.items()}
         kind, attrs = classify_call(node.op, node.target, args, kwargs)
+        if kind in ("add", "mul") and any(isinstance(a, _Struct) for a in args):
+            kind, attrs = "other", {}  # `(y,) + parts[1:]`: tuple arithmetic, not a tensor op
         inputs, locals_ = _inputs(node, env)
         if kind == "split":
             if len(inputs) == 1 and _parts_read_by_index(node):
@@ -269,10 +274,11 @@ def build_view(model: nn.Module, example_inputs: Any = None) -> TorchGraph:
         >>> built.view.node("n1").channels
         8
     """
-    builder = _Builder(model, record_shapes(model, example_inputs))
+    run_calls: dict[int, int] | None = None if example_inputs is None else {}
+    builder = _Builder(model, record_shapes(model, example_inputs, run_calls))
     builder.expand_root("", model)
     return TorchGraph(model, GraphView(builder.ops), builder.graphs, builder.left_out,
-                      builder.param_count, builder.multi_path, builder.leaf_calls)
+                      builder.param_count, builder.multi_path, builder.leaf_calls, run_calls)
 
 
 # -- helpers ------------------------------------------------------------------------------
