@@ -19,13 +19,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import VerificationError
 
 
 def outputs(model: nn.Module, example_inputs: Any) -> list[torch.Tensor]:
-    """The tensors of model(*example_inputs) in eval mode, without grad, detached copies.
+    """The tensors of model(*example_inputs) in eval mode, without grad, detached copies; the model
+    runs on copies of the inputs, which stay as they were.
 
     Example:
         >>> import torch.nn as nn
@@ -33,6 +34,7 @@ def outputs(model: nn.Module, example_inputs: Any) -> list[torch.Tensor]:
         [torch.Size([2, 3])]
     """
     args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    args = tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, args)  # a forward may write into them
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
