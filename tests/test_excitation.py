@@ -177,8 +177,8 @@ def test_folding_a_constant_gate_block_keeps_outputs(fixture, rule, into):
     folded, report = seinject.fold(model, blocks=[name], data=x)
     assert [f.block for f in report.folded] == [name] and report.folded[0].into.startswith(into)
     assert report.folded[0].saturation == pytest.approx(1.0, abs=1e-6)
-    assert report.max_abs_diff < 1e-5
-    assert (folded(x) - before).abs().max() < 1e-5
+    assert report.max_abs_diff <= 1e-6  # measured: 5e-9 (next conv), 2.4e-7 (previous norm), 0 (fixed scale)
+    assert (folded(x) - before).abs().max() <= 1e-6
     assert name not in dict(seinject.se_modules(folded)) and len(seinject.se_modules(folded)) == len(candidates) - 1
     assert isinstance(dict(folded.named_modules()).get(name), ChannelScale) == (into == "fixed scale")
 
