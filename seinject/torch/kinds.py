@@ -43,6 +43,8 @@ MODULE_FN: dict[type, tuple[str, str]] = {
     **{cls: ("pool", fn) for cls, fn in _POOL_MODULES.items()},
 }
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_KNOWN_OPS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten,
+              nn.Unflatten)
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,17 +69,35 @@ def is_se_module(module: nn.Module) -> bool:
 
 
 def is_structural_leaf(module: nn.Module) -> bool:
-    """Modules seen as single ops: torch.nn built-ins (not containers) and SE blocks.
+    """Modules seen as single ops: torch.nn built-ins (not containers), SE blocks, and instances of a
+    known op class (conv, linear, norm, activation, pool, ...) from any library that have no children
+    of their own: timm's weight-standardised StdConv2d is a conv whatever its forward does, while a
+    norm-act module (a BatchNorm2d subclass holding an activation child) is traced.
 
     Example:
-        >>> is_structural_leaf(nn.ReLU()), is_structural_leaf(nn.Sequential())
-        (True, False)
+        >>> class StdConv(nn.Conv2d):
+        ...     def forward(self, x):  # weight standardisation: not traceable as written in timm
+        ...         return super().forward(x)
+        >>> is_structural_leaf(nn.ReLU()), is_structural_leaf(nn.Sequential()), is_structural_leaf(StdConv(3, 8, 3))
+        (True, False, True)
     """
     if is_se_module(module):
         return True
     if isinstance(module, _CONTAINERS):
         return False
-    return type(module).__module__.startswith("torch.nn")
+    if type(module).__module__.startswith("torch.nn"):
+        return True
+    return is_known_op(module) and not module._modules
+
+
+def is_known_op(module: nn.Module) -> bool:
+    """Whether the module is an instance of an op class seinject classifies by its attributes.
+
+    Example:
+        >>> is_known_op(nn.Conv1d(2, 2, 1)), is_known_op(nn.Sequential())
+        (True, False)
+    """
+    return isinstance(module, _KNOWN_OPS) or _module_fn(type(module)) is not None
 
 
 def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
