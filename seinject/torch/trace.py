@@ -41,8 +41,9 @@ class _ShallowTracer(fx.Tracer):
         return True
 
 
-def trace_module(module: nn.Module, path: str = "") -> LocalGraph:
+def trace_module(module: nn.Module, path: str = "", concrete_args: dict | None = None) -> LocalGraph:
     """The local graph of one module, or a LocalGraph with the reason tracing failed.
+    concrete_args: parameters traced with these values (defaults a call does not pass).
 
     Example:
         >>> trace_module(nn.Sequential(nn.ReLU())).graph is not None
@@ -51,7 +52,7 @@ def trace_module(module: nn.Module, path: str = "") -> LocalGraph:
     if isinstance(module, fx.GraphModule):  # its forward is its graph: read (and edit) that one
         return LocalGraph(path, module, module.graph)
     try:
-        graph = _ShallowTracer().trace(module)
+        graph = _ShallowTracer().trace(module, concrete_args=concrete_args or None)
     except Exception as exc:  # any failure of user code under tracing leaves the module out
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return LocalGraph(path, module, None, f"{type(exc).__name__}: {message}"[:300])

@@ -197,6 +197,9 @@ class _Builder:
         leaf = is_structural_leaf(sub)
         if not leaf:
             child = self.local(path, sub)
+            unpassed = _unpassed_defaults(child.graph, node) if child.graph is not None else {}
+            if unpassed:  # `if shortcut is None:` was traced with a proxy: trace again with the defaults
+                child = self.graphs[path] = trace_module(sub, path, concrete_args=unpassed)
             if child.graph is not None:
                 return self.expand(child, _bind(child.graph, node, env))
             self.leave_out(child)
@@ -348,6 +351,23 @@ def _collect_inputs(arg: Any, env: dict, inputs: list, locals_: list) -> None:
     elif isinstance(arg, dict):
         for item in arg.values():
             _collect_inputs(item, env, inputs, locals_)
+
+
+def _unpassed_defaults(graph: fx.Graph, call: fx.Node) -> dict:
+    """{parameter: default} for the child's parameters with a default that this call does not pass.
+
+    A trace makes every parameter a proxy, so a forward that branches on `arg is None` takes
+    the branch for a passed argument; a call that leaves it out needs the trace with the default.
+    """
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    passed = len(call.args)
+    out = {}
+    for index, ph in enumerate(placeholders):
+        name = str(ph.target)
+        if name.startswith("*") or index < passed or name in call.kwargs or not ph.args:
+            continue
+        out[name] = ph.args[0]
+    return out
 
 
 def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
