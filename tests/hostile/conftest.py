@@ -15,6 +15,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from seinject.cli import main
 
@@ -61,3 +62,12 @@ def cli(capsys):
         return code, capsys.readouterr().err
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread per test module: small convs run several times faster, and the machine is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -30,15 +30,6 @@ from tests.hostile.strategies import (Net, assert_equal_outputs, build_onnx, bui
 RULES = tuple(seinject.list_rules())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: small convs run several times faster, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def event(message: str) -> None:
     """hypothesis.event inside a property; nothing in the plain regression tests."""
     if currently_in_test_context():

@@ -23,6 +23,7 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 import seinject
+from seinject.limits import MAX_HIDDEN  # the stated bound on an SE block's hidden width
 from seinject.cli import main
 from seinject.errors import SEInjectError, SEInjectWarning, VerificationError
 from tests.hostile.strategies import (assert_equal_outputs, build_onnx, build_torch, cli_options, flat_outputs, fuzz,
@@ -32,17 +33,7 @@ from tests.hostile.strategies import (assert_equal_outputs, build_onnx, build_to
 PATH = "fuzz.yaml"
 MAX_MESSAGE = 500
 RULES = tuple(seinject.list_rules())
-MAX_HIDDEN = 2**16  # the stated bound on an SE block's hidden width (seinject/limits.py, README "Safety")
 SMALL_NETS = torch_nets(max_stages=4).map(lambda net: replace(net, dtype="float32", channels_last=False))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: small convs run several times faster, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def check_message(exc: BaseException, prefix: str | None = None) -> str:
