@@ -35,6 +35,7 @@ from . import shapes as shape_inference
 from .block import se_tag
 from .kinds import classify
 from .names import Scope, readable_names, scope_of
+from .se_pattern import untagged_se
 from .wiring import Wiring, outer_names, topological_order, wiring
 
 NOT_DATA_OPS = frozenset({"Shape", "Size"})
@@ -101,6 +102,8 @@ class _Ops:
         self.fused = _fused_gates(self.nodes, order, wires, {o.name for o in graph.output})
         self.fused_gates = set(self.fused.values())
         self.tags = {i: tag for i in order if (tag := se_tag(self.nodes[i])) is not None}
+        self.tags.update(untagged_se(self.nodes, order, wires, self.constants, set(self.tags)))
+        self.producer = wires.producer
         self.se_blocks: dict[str, list[int]] = defaultdict(list)
         for i, (block, _) in self.tags.items():
             self.se_blocks[block].append(i)
@@ -140,9 +143,11 @@ class _Ops:
         """One op of kind se for a tagged block, emitted at its scale node (its last)."""
         block, role = self.tags[i]
         node = self.nodes[i]
-        if role != "scale" or node.input[0] not in self.data:
+        members = set(self.se_blocks[block])
+        scaled = [n for n in node.input if self.producer.get(n) not in members]  # x, not the gate
+        if role != "scale" or not scaled or scaled[0] not in self.data:
             return
-        op = RawOp(node.output[0], "se", block, [self.data[node.input[0]]], {"block": block}, ref=i)
+        op = RawOp(node.output[0], "se", block, [self.data[scaled[0]]], {"block": block}, ref=i)
         self.emit(op, None, self.se_blocks[block])
 
     def _add_op(self, i: int, node: onnx.NodeProto, ins: list[str]) -> None:
