@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..rule.kinds import NOT_DATA
-from .layout import NC, OTHER
+from .layout import CL, NC, OTHER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .view import GraphView, ViewNode
@@ -78,9 +78,9 @@ def classify_join(view: "GraphView", node: "ViewNode") -> None:
     node.join = Join(branch.id, shortcut.id, split, frozenset(branch_nodes), frozenset(shortcut_nodes))
     for x in branch_nodes:
         view.node(x).in_residual = True
-    for side in (a, b):
-        if side.channels is None and node.channels is not None and side.layout is None:
-            side.layout, side.channels = NC, node.channels
+    for side in (a, b):  # an opaque side of a join has the join's layout (channels-last stays channels-last)
+        if side.channels is None and node.channels is not None and side.layout is None and node.layout in (NC, CL):
+            side.layout, side.channels = node.layout, node.channels
 
 
 def _weight(view: "GraphView", side: list[str]) -> tuple[int, int]:
