@@ -63,8 +63,7 @@ def build(source: str, name: str):
         import timm
 
         model = timm.create_model(name, pretrained=False)
-        size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
-        size = (size[0],) + tuple(min(s, 224) for s in size[1:])
+        size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))  # some need exactly theirs
         return model, torch.randn(1, *size)
     import torchvision.models as tvm
 
