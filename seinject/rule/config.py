@@ -123,9 +123,6 @@ class SEConfig:
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    """The value's canonical name (see seinject.rule.kinds.FN_ALIASES) when it is one of choices."""
-    canonical = canonical_fn(value) if isinstance(value, str) else value
-    if canonical not in choices:
-        hint = closest(value, choices) if isinstance(value, str) else ""
-        raise ConfigError(f"{LABEL}{name!r} must be one of {', '.join(choices)}; got {short(value)}{hint}", key=name)
-    return canonical
+    """The value's canonical name (see seinject.rule.kinds.FN_ALIASES) when it is one of choices
+    (an unknown name is its own canonical name, so the message quotes what was given)."""
+    return checks.choice(name, canonical_fn(value) if isinstance(value, str) else value, choices, label=LABEL)

@@ -175,11 +175,24 @@ def remove(model: nn.Module, *, inplace: bool = False, blocks: "list[str] | None
         keep_across_copies(target, REPORT, None)
         return target
     restore_blocks(target, chosen)
-    report = getattr(target, REPORT, None)
-    if report is not None:
-        kept = [block for block in report.inserted if block.module not in chosen]
-        keep_across_copies(target, REPORT, replace(report, inserted=kept) if kept else None)
+    forget_blocks(target, chosen)
     return target
+
+
+def forget_blocks(model: nn.Module, names: "set[str] | list[str]") -> None:
+    """The model's apply report no longer lists these blocks as inserted (removed or folded ones);
+    with none left, the model has no report.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = apply(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), "conv_block")
+        >>> forget_blocks(net, ["1.se"]); getattr(net, REPORT, None) is None
+        True
+    """
+    report = getattr(model, REPORT, None)
+    if report is not None:
+        kept = [block for block in report.inserted if block.module not in set(names)]
+        keep_across_copies(model, REPORT, replace(report, inserted=kept) if kept else None)
 
 
 def _block_names(model: nn.Module, blocks: Any) -> set[str]:

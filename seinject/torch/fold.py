@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,11 +32,11 @@ from ..graph.table import format_table
 from ..rule import checks
 from .block import scale_channels
 from .excitation import batches, record
-from .install import ATTACHED, keep_across_copies, restore_blocks
+from .api import forget_blocks
+from .install import ATTACHED, restore_blocks
 from .training import se_modules
 from .verify import compare
 
-REPORT = "_seinject_report"
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
@@ -124,7 +124,7 @@ def fold(model: nn.Module, blocks: "list[str] | None" = None, data: Any = None, 
         scale = (block.gain * means[name]).to(block.fc1.weight.dtype)
         into = _fold_one(target, name, scale)
         report.folded.append(Folded(name, saturation[name], float(scale.min()), float(scale.max()), into))
-    _forget(target, names)
+    forget_blocks(target, names)
     after = _outputs(target, data, labels, max_batches)
     report.samples = before.samples
     report.max_abs_diff = compare(before.tensors, after.tensors, exact=False, where=type(model).__name__)
@@ -255,14 +255,6 @@ def _scale_outputs(module: nn.Module, scale: torch.Tensor) -> None:
     module.weight.mul_(scale.reshape(shape).to(module.weight.dtype))
     if module.bias is not None:
         module.bias.mul_(scale.to(module.bias.dtype))
-
-
-def _forget(model: nn.Module, names: list[str]) -> None:
-    """The model's apply report no longer lists the folded blocks as inserted SE blocks."""
-    report = getattr(model, REPORT, None)
-    if report is not None:
-        kept = [b for b in report.inserted if b.module not in set(names)]
-        keep_across_copies(model, REPORT, replace(report, inserted=kept) if kept else None)
 
 
 @dataclass
