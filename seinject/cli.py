@@ -159,9 +159,24 @@ def _config_options(group, config: type) -> None:
             ints = typing.get_args(kind)[0] is int
             options.update(action="extend" if ints else "append", type=_int_list if ints else str,
                            help=options["help"] + " (repeatable)")
+        elif kind is bool:
+            options.update(type=_boolean, metavar="{true,false}")
         else:
             options["type"] = kind
         group.add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def _boolean(text: str) -> bool:
+    """true/false (also yes/no, 1/0) for a boolean setting such as --bias false.
+
+    Example:
+        >>> _boolean("False"), _boolean("yes")
+        (False, True)
+    """
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return words[text.lower()]
 
 
 def _option_fields(config: type) -> list[Field]:

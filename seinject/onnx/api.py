@@ -298,7 +298,7 @@ def _macs(graph: OnnxGraph, site: Site, rule: Rule) -> int | None:
     dims = graph.shapes.get(site.node, (None, None))[0]
     if not dims or len(dims) < 3 or not all(isinstance(d, int) for d in dims[2:]):
         return None
-    return rule.se.added_macs(site.channels, math.prod(dims[2:]))
+    return rule.se.added_macs(site.channels, tuple(dims[2:]))
 
 
 def _param_count(model: onnx.ModelProto) -> int:

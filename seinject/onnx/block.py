@@ -66,17 +66,17 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     """
     dtype = DTYPES[elem_type]
     hidden = config.hidden_channels(channels)
-    out = _Builder(block, dtype)
+    out = Builder(block, dtype)
     ones = (1,) * spatial_rank
     rng = np.random.default_rng([seed, zlib.crc32(block.encode())])
-    w1, b1 = _linear_init(rng, hidden, channels)
-    w2, b2 = _linear_init(rng, channels, hidden)
+    w1, b1 = linear_init(rng, hidden, channels)
+    w2, b2 = linear_init(rng, channels, hidden)
     if config.init == "identity":
         w2, b2 = np.zeros_like(w2), np.zeros_like(b2)
     pooled = out.node("squeeze", "GlobalAveragePool", [x])
     h = out.node("fc1", "Conv", [pooled, out.const("fc1.weight", w1.reshape(hidden, channels, *ones)),
                                  out.const("fc1.bias", b1)])
-    h = _finite(out, _activation(out, config.act, h, opset))
+    h = finite(out, activation(out, config.act, h, opset))
     s = out.node("fc2", "Conv", [h, out.const("fc2.weight", w2.reshape(channels, hidden, *ones)),
                                  out.const("fc2.bias", b2)])
     if config.gate == "sigmoid":
@@ -90,7 +90,7 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     return out.block
 
 
-def _finite(out: "_Builder", x: str) -> str:
+def finite(out: "Builder", x: str) -> str:
     """NaN → 0 and ±inf → the largest finite values, as torch.nan_to_num in the torch block: a map
     near the dtype's limit can overflow the squeeze or fc1, and the zero fc2 of a block at identity
     must still give exactly 0 (0·inf would be NaN)."""
@@ -100,13 +100,25 @@ def _finite(out: "_Builder", x: str) -> str:
     return out.node("finite", "Clip", [x, out.const("finite.min", np.array(-big)), out.const("finite.max", np.array(big))])
 
 
-def _linear_init(rng: np.random.Generator, fan_out: int, fan_in: int) -> tuple[np.ndarray, np.ndarray]:
-    """torch.nn.Linear's default: weight and bias uniform in ±1/sqrt(fan_in)."""
+def linear_init(rng: np.random.Generator, fan_out: int, fan_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """torch.nn.Linear's default: weight and bias uniform in ±1/sqrt(fan_in).
+
+    Example:
+        >>> [a.shape for a in linear_init(np.random.default_rng(0), 4, 8)]
+        [(4, 8), (4,)]
+    """
     bound = 1.0 / np.sqrt(fan_in)
     return (rng.uniform(-bound, bound, (fan_out, fan_in)), rng.uniform(-bound, bound, (fan_out,)))
 
 
-def _activation(out: "_Builder", act: str, x: str, opset: int) -> str:
+def activation(out: "Builder", act: str, x: str, opset: int) -> str:
+    """x through one of SEConfig's activations, as torch computes it, with ops of this opset.
+
+    Example:
+        >>> b = Builder("blk", np.float32)
+        >>> activation(b, "relu6", "x", 11), [n.op_type for n in b.block.nodes]
+        ('blk/act_out', ['Clip'])
+    """
     if act == "relu":
         return out.node("act", "Relu", [x])
     if act == "relu6":
@@ -129,7 +141,15 @@ def _activation(out: "_Builder", act: str, x: str, opset: int) -> str:
     return out.node("act", "Mul", [half, plus])
 
 
-class _Builder:
+class Builder:
+    """Collects one block's nodes and initializers, each named and tagged as part of the block.
+
+    Example:
+        >>> b = Builder("blk", np.float32)
+        >>> b.node("scale", "Mul", ["x", b.const("gain", np.array(2.0))])
+        'blk/scale_out'
+    """
+
     def __init__(self, block: str, dtype):
         self.block = SEBlock(block)
         self.dtype = dtype

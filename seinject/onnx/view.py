@@ -143,8 +143,10 @@ class _Ops:
         """One op of kind se for a tagged block, emitted at its scale node (its last)."""
         block, role = self.tags[i]
         node = self.nodes[i]
-        members = set(self.se_blocks[block])
-        scaled = [n for n in node.input if self.producer.get(n) not in members]  # x, not the gate
+        members = self.se_blocks[block]
+        # x: the one data value the block reads from outside (the gate types read it at several nodes)
+        scaled = [n for m in members for n in self.nodes[m].input
+                  if n in self.data and self.producer.get(n) not in set(members)]
         if role != "scale" or not scaled or scaled[0] not in self.data:
             return
         op = RawOp(node.output[0], "se", block, [self.data[scaled[0]]], {"block": block}, ref=i)

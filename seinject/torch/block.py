@@ -9,7 +9,8 @@ receives gradient. fc1 starts with non-negative weights (|default init|) and bia
 its ReLUs are active for the usual squeezed inputs (means of post-ReLU maps are >= 0,
 of post-norm maps near 0): a unit dead at init would never receive gradient.
 With init="random" gain is 1 and both layers keep torch's default init: the block of
-the SENet paper (timm's SEModule with rd_divisor=8).
+the SENet paper (timm's SEModule with rd_divisor=8). bias=False drops both layers' biases
+(the original Keras SE); fc1 then relies on its non-negative weights alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..rule.config import SEConfig
+from .gates.base import Gate
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -79,7 +81,7 @@ torch.fx.wrap("squeeze_spatial")
 torch.fx.wrap("scale_channels")
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(Gate):
     """Squeeze-and-Excitation over dim 1 of an N×C×… tensor.
 
     Example:
@@ -92,10 +94,13 @@ class SqueezeExcite(nn.Module):
         2
     """
 
-    def __init__(self, channels: int, config: SEConfig | None = None, *,
+    block_type = "se"
+
+    def __init__(self, channels: int, config: SEConfig | None = None, *, spatial_rank: int | None = None,
                  device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         config = config or SEConfig()
+        bias = config.bias
         self.channels = channels
         self.hidden = config.hidden_channels(channels)
         self.gate_name = config.gate
@@ -103,16 +108,17 @@ class SqueezeExcite(nn.Module):
         identity = config.init == "identity"
         self.gain = 2.0 if identity else 1.0
         linear = _unfilled_linear if identity else nn.Linear
-        self.fc1 = linear(channels, self.hidden, device=device, dtype=dtype)
+        self.fc1 = linear(channels, self.hidden, bias=bias, device=device, dtype=dtype)
         self.act = _ACTIVATIONS[config.act]()
-        self.fc2 = linear(self.hidden, channels, device=device, dtype=dtype)
+        self.fc2 = linear(self.hidden, channels, bias=bias, device=device, dtype=dtype)
         if identity:
             with torch.no_grad():
                 # |U(-b, b)| with torch's default Linear bound b = 1/sqrt(fan_in)
                 self.fc1.weight.uniform_(0.0, 1.0 / math.sqrt(channels))
-                self.fc1.bias.fill_(1.0)
                 self.fc2.weight.zero_()
-                self.fc2.bias.zero_()
+                if bias:
+                    self.fc1.bias.fill_(1.0)
+                    self.fc2.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return scale_channels(x, self.gain * self.gate_values(x))
@@ -139,9 +145,10 @@ class SqueezeExcite(nn.Module):
         return (
             self.gain == 2.0
             and not bool(self.fc2.weight.any())
-            and not bool(self.fc2.bias.any())
+            and (self.fc2.bias is None or not bool(self.fc2.bias.any()))
         )
 
     def extra_repr(self) -> str:
+        bias = "" if self.fc1.bias is not None else ", bias=False"
         return (f"channels={self.channels}, hidden={self.hidden}, gate={self.gate_name}, "
-                f"gain={self.gain:g}")
+                f"gain={self.gain:g}{bias}")

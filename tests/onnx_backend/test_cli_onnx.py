@@ -144,7 +144,7 @@ def test_se_and_filter_options_are_the_config_fields_with_their_help(capsys):
     code, out, _ = cli(capsys, "onnx", "--help")
     text = "".join(out.split())  # help lines wrap anywhere
     options = [f for f in [*fields(SEConfig), *fields(Filters)] if f.metadata.get("cli", True)]
-    assert code == 0 and len(options) == 15
+    assert code == 0 and len(options) == 25
     for f in options:
         assert f"--{f.name.replace('_', '-')}" in text and "".join(f.metadata["help"].split()) in text
     assert "--outside-residual" not in text
