@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..rule.config import SEConfig
+from ..rule.gates import SPECS
 from ..rule.patterns import matching_names
 from ..rule.schema import OpSpec, Rule
 from .site import Site, Skip
@@ -182,10 +183,14 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
         return Skip(name=label, reason="channel count unknown: the value is not seen as an N×C×… feature map (it "
                     "comes through a reshape or an untraced op; example_inputs= gives the shapes at "
                     "module boundaries)")
+    rank = view.spatial_rank(node)
+    unsupported = SPECS[se.block].unsupported(rank)
+    if unsupported:
+        return Skip(name=label, reason=unsupported)
     se.check_budget(channels, label)  # a typed error before any block is built
     site = Site(name=label, rule=rule.name, position=position, node=node, consumers=consumers,
                 channels=channels, hidden=se.hidden_channels(channels),
-                params=se.added_parameters(channels), stage=0)
+                params=se.added_parameters(channels, rank or 2), stage=0, spatial_rank=rank)
     anchor_depth = data.depth if position != "after" else view.node(node).depth
     return site, anchor_depth
 

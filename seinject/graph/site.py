@@ -27,7 +27,8 @@ class Site:
     node: view id of the value SE scales; consumers: view ids that will read the SE
     output instead (None: every consumer of node). macs: multiply-accumulates per
     sample the block adds, where the backend counts them and the spatial size is known
-    (the ONNX backend), else None.
+    (the ONNX backend), else None. spatial_rank: spatial dims of the scaled value (2 for
+    N×C×H×W) when known; gate types defined on some ranks only are skipped elsewhere.
 
     Example:
         >>> Site(name="features.2", rule="conv_block", position="after", node="n3", consumers=None,
@@ -45,6 +46,7 @@ class Site:
     params: int
     stage: int
     macs: int | None = None
+    spatial_rank: int | None = None
 
     def describe(self) -> str:
         """Where the block goes, in words."""

@@ -138,6 +138,34 @@ class GraphView:
         node = self._nodes[node_id]
         return node.layout == NC and node.channels is not None
 
+    def spatial_rank(self, node_id: str) -> int | None:
+        """Spatial dims of a feature map (2 for N×C×H×W): from its shape, else from the nearest conv
+        or pool upstream (its kernel or stride), None when nothing tells.
+
+        Example:
+            >>> v = GraphView([RawOp("x", "input", "x", []),
+            ...                RawOp("c", "conv", "c", ["x"], {"out_channels": 4, "kernel_size": (3,)}),
+            ...                RawOp("r", "act", "r", ["c"])])
+            >>> v.spatial_rank("r"), v.spatial_rank("x")
+            (1, None)
+        """
+        seen, todo = set(), [node_id]
+        while todo and len(seen) < 256:
+            node = self._nodes[todo.pop(0)]
+            if node.id in seen:
+                continue
+            seen.add(node.id)
+            if node.shape is not None and len(node.shape) >= 3:
+                return len(node.shape) - 2
+            kernel, stride = node.attrs.get("kernel_size"), node.attrs.get("stride")
+            if node.kind == "conv" and isinstance(kernel, tuple) and kernel:
+                return len(kernel)
+            if node.kind in ("conv", "pool") and isinstance(stride, tuple) and len(stride) > 1:
+                return len(stride)  # one int stride is ambiguous (F.max_pool2d(x, 2) records (2,))
+            if node.layout == NC:
+                todo += [i for i in node.inputs if self._nodes[i].layout == NC]
+        return None
+
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._nodes
 

@@ -41,6 +41,7 @@ from collections import defaultdict
 from onnx import TensorProto
 
 from .block import DTYPES, NAME_PREFIX, TAG_BLOCK, SEBlock, build_se
+from .gates import build_gate
 from ..rule.config import SEConfig
 from ..graph.site import Inserted, Site, Skip, SpliceResult
 from .view import OnnxGraph
@@ -73,7 +74,7 @@ def splice(graph: OnnxGraph, sites: list[Site], config: SEConfig, seed: int = 0)
         elem_type = graph.shapes.get(value, (None, None))[1] or TensorProto.FLOAT
 
         def build(name: str) -> SEBlock:
-            return build_se(name, f"{name}/input" if rename else value, site.channels, _rank(graph, value) - 2,
+            return build_gate(name, f"{name}/input" if rename else value, site.channels, _rank(graph, value) - 2,
                             config, graph.opset, elem_type, seed, output=value if rename else None)
 
         block_name, block = _fresh_block(f"{NAME_PREFIX}{site.name}", taken, build, keep=value if rename else None)

@@ -104,7 +104,7 @@ class SEConfig:
         """Width of the bottleneck for a site with `channels` channels.
 
         C / ratio, rounded up to a multiple of `divisor`, at least `min_hidden` (ese: C; eca and
-        simam have no bottleneck: 0).
+        simam have no bottleneck: 0; gc at least 2, as its LayerNorm over one channel is constant).
 
         Example:
             >>> SEConfig(ratio=16).hidden_channels(24)
@@ -116,7 +116,8 @@ class SEConfig:
             return 0
         base = channels / self.ratio
         hidden = self.divisor * math.ceil(base / self.divisor - 1e-9)
-        return max(self.min_hidden, hidden, 1)
+        # gc normalises its hidden layer: a LayerNorm over one channel outputs its bias alone
+        return max(self.min_hidden, hidden, 2 if self.block == "gc" else 1)
 
     def check_budget(self, channels: int, site: str) -> None:
         """Refuse a block wider than MAX_HIDDEN or with more than MAX_BLOCK_PARAMS parameters

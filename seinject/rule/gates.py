@@ -117,8 +117,8 @@ def _coord_params(c: int, cfg: "SEConfig", rank: int) -> int:
 
 
 def _coord_macs(c: int, cfg: "SEConfig", shape) -> int:
-    lines = sum(shape) if shape else 0
-    return 3 * c * cfg.hidden_channels(c) * lines + 3 * c * _spatial(shape)
+    lines = sum(shape) if shape else 0  # conv1 on H+W positions, conv_h on H, conv_w on W
+    return 2 * c * cfg.hidden_channels(c) * lines + 4 * c * _spatial(shape)
 
 
 SPECS: dict[str, GateSpec] = {

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from .block import SqueezeExcite
+from .gates.base import Gate
 from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
 from ..graph.matcher import MatchResult, match
 from ..rule.loader import load_rule
@@ -166,7 +166,7 @@ def remove(model: nn.Module, *, inplace: bool = False, blocks: "list[str] | None
     chosen = None if blocks is None else _block_names(model, blocks)
     target = model if inplace else copy.deepcopy(model)
     trained = [name for name, m in se_modules(target)
-               if (chosen is None or name in chosen) and isinstance(m, SqueezeExcite) and not m.is_identity()]
+               if (chosen is None or name in chosen) and isinstance(m, Gate) and not m.is_identity()]
     if trained:
         warnings.warn(f"{len(trained)} SE block(s) are no longer at identity (e.g. {trained[0]}); "
                       "removing them changes the model's outputs", SEInjectWarning, stacklevel=3)

@@ -33,7 +33,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..errors import CheckpointError, ModelError, SEInjectWarning
-from .block import SqueezeExcite
+from .gates import build_gate
 from .checkpoint_file import CheckpointHeader, header_metadata, read_header, write_atomically
 from .api import REPORT
 from .install import keep_across_copies, restore
@@ -256,7 +256,7 @@ def _block_difference(block: nn.Module, site: dict, header: CheckpointHeader) ->
     channels = site.get("channels")
     if not isinstance(channels, int):
         return []
-    wanted = SqueezeExcite(channels, header.resolved.se, device="meta")
+    wanted = build_gate(channels, site.get("spatial_rank") or 2, header.resolved.se, device="meta")
     if repr(wanted) == repr(block):
         return []
     ours, theirs = repr(block).splitlines(), repr(wanted).splitlines()

@@ -248,6 +248,8 @@ def record(model: nn.Module, data: Any, labels: Any = None, max_batches: int | N
 def _recorder(name: str, block: nn.Module, sums: dict[str, _Sums], current: list):
     def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
         gates = module.gate_values(inputs[0])
+        if gates is None:  # a block without one gate per channel (gc adding only, coord, simam)
+            return
         rows, n = len(gates), len(current)
         if n == 0 or rows % n:
             raise ModelError(f"SE block {name!r} saw {rows} samples for a batch of {n} labels")

@@ -40,6 +40,9 @@ from .verify import compare
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
+# gate types whose output is x times a per-channel gate: their mean gate is a channel scale
+FOLDABLE = ("se", "ese", "eca")
+
 
 class ChannelScale(nn.Module):
     """x times a fixed per-channel scale over dim 1: what a folded SE block becomes when no
@@ -114,14 +117,15 @@ def fold(model: nn.Module, blocks: "list[str] | None" = None, data: Any = None, 
     checks.number("min_saturation", min_saturation, 0.0, 1.0)
     excitation = record(model, data, labels, max_batches)
     saturation, means = excitation.saturation(), excitation.mean()
-    names = _chosen(model, blocks, saturation, min_saturation)
+    foldable = {name for name, block in se_modules(model) if getattr(block, "block_type", "se") in FOLDABLE}
+    names = _chosen(model, blocks, {n: v for n, v in saturation.items() if n in foldable}, min_saturation)
     before = _outputs(model, data, labels, max_batches)
     target = model if inplace else copy.deepcopy(model)
     report = FoldReport()
     found = dict(se_modules(target))
     for name in names:
         block = found[name]
-        scale = (block.gain * means[name]).to(block.fc1.weight.dtype)
+        scale = (block.gain * means[name]).to(next(block.parameters()).dtype)
         into = _fold_one(target, name, scale)
         report.folded.append(Folded(name, saturation[name], float(scale.min()), float(scale.max()), into))
     forget_blocks(target, names)
@@ -137,10 +141,21 @@ def _chosen(model: nn.Module, blocks: Any, saturation: dict[str, float], lowest:
         return [name for name, value in saturation.items() if value >= lowest]
     names = list(checks.strings("blocks", blocks))
     for name in names:
+        kind = getattr(_find(model, name), "block_type", "se")
+        if kind not in FOLDABLE:
+            raise ConfigError(f"block {name!r} is a {kind} block: only {', '.join(FOLDABLE)} scale channels "
+                              "alone, so only they fold into a fixed channel scale", key="blocks")
         if name not in saturation:
             raise ConfigError(f"no SE block {name!r} ran in {type(model).__name__}; blocks: "
                               f"{', '.join(list(saturation)[:6])}", key="blocks")
     return names
+
+
+def _find(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def _fold_one(model: nn.Module, name: str, scale: torch.Tensor) -> str:

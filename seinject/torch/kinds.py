@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .block import SqueezeExcite
+from .gates.base import Gate
 
 # Module class -> (kind, fn), fn from seinject.rule.kinds.FN_NAMES. Looked up along the
 # class's MRO, so ReLU6 (a Hardtanh subclass) is relu6 and SyncBatchNorm is batch_norm.
@@ -65,7 +66,7 @@ def is_se_module(module: nn.Module) -> bool:
         >>> is_se_module(SqueezeExcite(8)), is_se_module(nn.ReLU())
         (True, False)
     """
-    return isinstance(module, SqueezeExcite) or type(module).__name__ in FOREIGN_SE_CLASSES
+    return isinstance(module, Gate) or type(module).__name__ in FOREIGN_SE_CLASSES
 
 
 def is_structural_leaf(module: nn.Module) -> bool:
@@ -107,8 +108,8 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
         >>> classify_module(nn.ReLU6())
         ('act', {'fn': 'relu6'})
     """
-    if isinstance(module, SqueezeExcite):
-        return "se", {"channels": module.channels}
+    if isinstance(module, Gate):
+        return "se", {"channels": module.channels, "block": module.block_type}
     if is_se_module(module):
         return "se", {"foreign": type(module).__name__}
     if isinstance(module, nn.modules.conv._ConvNd):

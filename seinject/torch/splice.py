@@ -43,7 +43,7 @@ from torch import nn
 
 from ..graph.site import Inserted, Site, Skip, SpliceResult
 from ..rule.config import SEConfig
-from .block import SqueezeExcite
+from .gates import build_gate
 from .install import adopt, attach, install, mark_inserted
 from .kinds import is_se_module, is_structural_leaf
 from .trace import LocalGraph, is_inplace, trace_module
@@ -227,7 +227,7 @@ def _add_blocks(module: nn.Module, names: list[str], edits: list[_Edit], config:
                 placement: tuple[torch.device, torch.dtype]) -> None:
     device, dtype = placement
     for attr, edit in zip(names, edits):
-        block = SqueezeExcite(edit.site.channels, config, device=device, dtype=dtype)
+        block = build_gate(edit.site.channels, edit.site.spatial_rank or 2, config, device=device, dtype=dtype)
         mark_inserted(block)
         module.add_module(attr, block)
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .block import SqueezeExcite
+from .gates.base import Gate
 
 
 def compiled_inner(model: Any) -> nn.Module | None:
@@ -74,10 +74,10 @@ def check_restorable(model: Any) -> None:
     for name, module in model.named_modules():
         if isinstance(module, torch.jit.ScriptModule):
             raise ModelError(f"cannot remove SE blocks from {name!r}: it is a TorchScript module")
-        if isinstance(module, SqueezeExcite):
+        if isinstance(module, Gate):
             for layer in ("fc1", "fc2"):
                 kind = type(getattr(module, layer, None))
-                if kind is not nn.Linear:
+                if kind is not nn.Linear and kind is not type(None):
                     raise ModelError(f"cannot remove SE block {name!r}: its {layer} is a {kind.__name__}, not "
                                      "nn.Linear (the model was quantized or converted after apply); remove "
                                      "SE blocks before converting the model")

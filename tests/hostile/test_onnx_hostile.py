@@ -236,14 +236,14 @@ def test_no_verify_never_writes_an_invalid_file(folder, cli, monkeypatch):
     structural onnx.checker pass still refuses it (exit 1) and nothing is written."""
     import seinject.onnx.splice as splice
 
-    real = splice.build_se
+    real = splice.build_gate
 
     def clashing(*args, **kwargs):
         block = real(*args, **kwargs)
         block.initializers[0].name = "stem.weight"
         return block
 
-    monkeypatch.setattr(splice, "build_se", clashing)
+    monkeypatch.setattr(splice, "build_gate", clashing)
     monkeypatch.setattr(splice, "_block_names", lambda block, keep: {block.name})  # defeat the uniqueness check
     src = save(folder.path, residual_net())
     folder.snapshot()

@@ -197,12 +197,12 @@ def test_second_run_inserts_nothing(capsys, model_file):
 
 
 def test_verification_failure_exits_1_and_writes_nothing(capsys, model_file, monkeypatch):
-    import seinject.onnx.block as onnx_se
+    import seinject.onnx.gates as onnx_gates
     import seinject.onnx.splice as splice
 
-    real = onnx_se.build_se
-    monkeypatch.setattr(splice, "build_se", lambda *a, **k: real(*a[:4], a[4].with_overrides(init="random"),
-                                                                 *a[5:], **k))
+    real = onnx_gates.build_gate
+    monkeypatch.setattr(splice, "build_gate", lambda *a, **k: real(*a[:4], a[4].with_overrides(init="random"),
+                                                                   *a[5:], **k))
     code, out, err = cli(capsys, "onnx", model_file, model_file.parent / "out.onnx")
     assert code == 1 and "outputs differ: max |new - old|" in err and out == ""
     assert sorted(p.name for p in model_file.parent.iterdir()) == ["in.onnx"]

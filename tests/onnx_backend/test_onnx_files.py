@@ -60,14 +60,14 @@ def test_out_equal_to_in_needs_overwrite(model_file):
 
 def test_failed_verification_leaves_nothing(model_file, monkeypatch):
     """A (simulated) bug that makes the block not the identity: exit with VerificationError, no output."""
-    import seinject.onnx.block as onnx_se
+    import seinject.onnx.gates as onnx_gates
     import seinject.onnx.splice as splice
 
     out = model_file.parent / "out.onnx"
     out.write_bytes(b"previous output")
-    real = onnx_se.build_se
-    monkeypatch.setattr(splice, "build_se", lambda *a, **k: real(*a[:4], a[4].with_overrides(init="random"),
-                                                                 *a[5:], **k))
+    real = onnx_gates.build_gate
+    monkeypatch.setattr(splice, "build_gate", lambda *a, **k: real(*a[:4], a[4].with_overrides(init="random"),
+                                                                   *a[5:], **k))
     with pytest.raises(VerificationError, match="outputs differ"):
         so.apply_file(model_file, out)
     assert sorted(p.name for p in model_file.parent.iterdir()) == ["in.onnx", "out.onnx"]

@@ -40,7 +40,8 @@ def reduce(out: Builder, role: str, op_type: str, x: str, axes: list[int], opset
     Example:
         >>> b = Builder("g", np.float32)
         >>> _ = reduce(b, "m", "ReduceMax", "x", axes=[1], opset=11)
-        >>> [(a.name, list(a.ints)) for a in b.block.nodes[0].attribute]
+        >>> from onnx.helper import get_attribute_value
+        >>> [(a.name, get_attribute_value(a)) for a in b.block.nodes[0].attribute]
         [('axes', [1]), ('keepdims', 1)]
     """
     if opset >= AXES_AS_INPUT[op_type]:
