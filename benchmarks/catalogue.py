@@ -1,21 +1,26 @@
 """Coverage over the timm and torchvision catalogues (run in the ../zoo environment; not a test).
 
-    ../zoo/bin/python benchmarks/catalogue.py [--source timm,torchvision] [--every N] [--seconds 120]
-                                              [--json docs/coverage/catalogue.json] [--md docs/coverage/catalogue.md]
+    ../zoo/bin/python benchmarks/catalogue.py [--source timm,torchvision] [--every N] [--seconds 60]
+                                              [--workers 2] [--json docs/coverage/catalogue.json]
+                                              [--md docs/coverage/catalogue.md]
 
-For every model (every N-th with --every): build it with random weights (no downloads), skip it
-when it has no conv layer, run it once, then apply the built-in rules in a fixed order and keep the
+For every model (every N-th with --every): build it with random weights (no downloads), exclude it
+when it is not a CNN (no conv layer, or convs only as a patch embedding: fewer than 3 conv
+layers, the ViT family), run it once, then apply the built-in rules in a fixed order and keep the
 first that finds sites. Records per model: the rule, sites, max |Δ| of the outputs at identity (eval
 mode), whether the model kept its class, parts left out with reasons, apply time; and the reason for
-models excluded (no conv, does not build or run on CPU within --seconds, needs an input it does
-not document) and for failures (an exception from seinject, outputs that differ). Results are written
-after every model, so an interrupted run keeps what it measured.
+models excluded (not a CNN, does not build or run on CPU within --seconds) and for failures (an
+exception from seinject, outputs that differ). Classification models run at 128×128 (convolutional
+nets take any size; a model that refuses it runs at its own configured size). Models are checked by
+--workers processes with one thread each; results are written after every model, so an interrupted
+run keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import signal
 import sys
 import time
@@ -65,13 +70,14 @@ def build(source: str, name: str):
         model = timm.create_model(name, pretrained=False)
         size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))  # some need exactly theirs
         return model, torch.randn(1, *size)
+
     import torchvision.models as tvm
 
     family = source.partition(".")[2]
     module = {"": tvm, "detection": tvm.detection, "segmentation": tvm.segmentation, "video": tvm.video}[family]
     kwargs = {"weights": None}
-    if family == "detection":
-        kwargs["weights_backbone"] = None
+    if family in ("detection", "segmentation"):
+        kwargs["weights_backbone"] = None  # else torchvision fetches ImageNet weights for the backbone
     model = tvm.get_model(name, **kwargs) if family == "" else getattr(module, name)(**kwargs)
     if family == "video":
         return model, torch.randn(1, 3, 16 if name.startswith(("mvit", "s3d")) else 8, 112 if not name.startswith(("mvit", "swin3d")) else 224, 112 if not name.startswith(("mvit", "swin3d")) else 224)
@@ -79,6 +85,17 @@ def build(source: str, name: str):
         return model, [torch.rand(3, 160, 160)]
     size = 299 if name == "inception_v3" else 224
     return model, torch.randn(1, 3, size, size)
+
+
+def _not_a_cnn(convs: int) -> str:
+    return "not a CNN: no conv layer" if not convs else f"not a CNN: {convs} conv layer(s), a patch embedding"
+
+
+def _small(x: torch.Tensor) -> torch.Tensor:
+    """A 128×128 version of an N×C×H×W input larger than that (convolutional nets take any size)."""
+    if x.dim() == 4 and x.shape[-1] > 128 and x.shape[-2] > 128:
+        return torch.randn(*x.shape[:2], 128, 128)
+    return x
 
 
 def tensors(out) -> list[torch.Tensor]:
@@ -92,18 +109,33 @@ def check(source: str, name: str, seconds: int) -> dict:
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(seconds)
     try:
+        if source == "timm":  # architecture only (no weights, no time): is it a CNN at all?
+            import timm
+
+            with torch.device("meta"):
+                skeleton = timm.create_model(name, pretrained=False)
+            convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in skeleton.modules())
+            del skeleton
+            if convs < 3:
+                return {**row, "status": "excluded", "why": _not_a_cnn(convs)}
         torch.manual_seed(0)
         model, x = build(source, name)
         model.eval()
-        if not any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules()):
-            return {**row, "status": "excluded", "why": "no conv layer"}
-        args = (x,)
-        with torch.no_grad():
-            before = tensors(model(*args))
+        convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+        if convs < 3:
+            return {**row, "status": "excluded", "why": _not_a_cnn(convs)}
+        args = (_small(x) if source in ("timm", "torchvision") else x,)
+        try:
+            with torch.no_grad():
+                before = tensors(model(*args))
+        except Exception:  # noqa: BLE001 - needs its own input size
+            args = (x,)
+            with torch.no_grad():
+                before = tensors(model(*args))
         for rule in RULES:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if not len(seinject.plan(model, rule)):
+                if not len(seinject.plan(model, rule)):  # a plan traces; an apply would copy the model too
                     continue
                 start = time.perf_counter()
                 new = seinject.apply(model, rule)
@@ -119,7 +151,7 @@ def check(source: str, name: str, seconds: int) -> dict:
                        left_out=[f"{p.name}: {p.reason[:120]}" for p in report.left_out])
             row["status"] = "ok" if same and diff == 0.0 else "differs"
             return row
-        return {**row, "status": "no sites", "why": "no built-in rule matched"}
+        return {**row, "status": "no sites", "why": "no built-in rule matched (no conv → norm/act chain seen)"}
     except Timeout:
         return {**row, "status": "excluded", "why": f"over {seconds} s on CPU"}
     except seinject.SEInjectError as exc:
@@ -156,25 +188,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default="timm,torchvision")
     parser.add_argument("--every", type=int, default=1, help="check every N-th model (a quick sample)")
-    parser.add_argument("--seconds", type=int, default=120, help="time limit per model (build, run, apply)")
+    parser.add_argument("--seconds", type=int, default=60, help="time limit per model (build, run, apply)")
+    parser.add_argument("--workers", type=int, default=2, help="processes checking models side by side")
     parser.add_argument("--json", default=str(ROOT / "docs/coverage/catalogue.json"))
     parser.add_argument("--md", default=str(ROOT / "docs/coverage/catalogue.md"))
+    parser.add_argument("--only", default="", help="check only models whose 'source:name' starts with this")
+    parser.add_argument("--merge", nargs="*", default=[],
+                        help="only re-summarise: read these JSON files (later rows replace earlier ones of the "
+                             "same model) and write --json and --md")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    if args.merge:
+        merged: dict = {}
+        for path in args.merge:
+            for row in json.loads(Path(path).read_text()):
+                merged[(row["source"], row["model"])] = row
+        rows = list(merged.values())
+        write(Path(args.json), json.dumps(rows, indent=1))
+        write(Path(args.md), f"# Catalogue coverage\n\nMerged from {len(args.merge)} run(s) of "
+                             f"`benchmarks/catalogue.py`.\n\n" + summary(rows))
+        return
     entries = []
     if "torchvision" in args.source:
         entries += torchvision_models()
     if "timm" in args.source:
         entries += timm_models()
-    entries = entries[:: args.every]
-    rows = []
-    for k, (source, name) in enumerate(entries):
-        start = time.perf_counter()
-        rows.append(check(source, name, args.seconds))
-        print(f"[{k + 1}/{len(entries)}] {source}:{name} {rows[-1]['status']} "
-              f"{rows[-1].get('rule', rows[-1].get('why', ''))} ({time.perf_counter() - start:.1f} s)", flush=True)
-        write(Path(args.json), json.dumps(rows, indent=1))
-        write(Path(args.md), f"# Catalogue coverage\n\n`{' '.join(sys.argv)}`\n\n" + summary(rows))
+    entries = [e for e in entries if f"{e[0]}:{e[1]}".startswith(args.only)][:: args.every]
+    rows: list[dict] = []
+    began = time.perf_counter()
+    jobs = [(source, name, args.seconds) for source, name in entries]
+    with multiprocessing.get_context("spawn").Pool(args.workers, initializer=_worker, maxtasksperchild=25) as pool:
+        for k, row in enumerate(pool.imap(_check_job, jobs)):
+            rows.append(row)
+            print(f"[{k + 1}/{len(entries)}] {row['source']}:{row['model']} {row['status']} "
+                  f"{row.get('rule', row.get('why', ''))} ({row['seconds']:.1f} s)", flush=True)
+            total = time.perf_counter() - began
+            header = (f"# Catalogue coverage\n\n`{' '.join(sys.argv)}` ({len(rows)} of {len(entries)} models, "
+                      f"{total / 60:.1f} min with {args.workers} worker(s) of one thread each)\n\n")
+            write(Path(args.json), json.dumps(rows, indent=1))
+            write(Path(args.md), header + summary(rows))
+
+
+def _worker() -> None:
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+
+
+def _check_job(job: tuple) -> dict:
+    start = time.perf_counter()
+    row = check(*job)
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    return row
 
 
 def write(path: Path, text: str) -> None:

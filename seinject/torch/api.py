@@ -144,9 +144,19 @@ def _rewrite(target: nn.Module, resolved: Rule, example_inputs: Any) -> ApplyRep
 
 
 def _plan_of(resolved: Rule, traced: TorchGraph, found: MatchResult) -> Plan:
-    """The Plan of a match on a traced model (its parts left out and parameter count)."""
-    return Plan(rule=resolved.name, sites=found.sites, skipped=found.skipped, left_out=traced.left_out,
-                matched=found.matched, model_params=traced.param_count)
+    """The Plan of a match on a traced model (its parts left out and parameter count); with
+    example_inputs the sites whose map shape was recorded carry their MACs."""
+    sites = [replace(s, macs=_macs(traced, s, resolved)) for s in found.sites]
+    return Plan(rule=resolved.name, sites=sites, skipped=found.skipped, left_out=traced.left_out,
+                matched=found.matched, model_params=traced.param_count,
+                counts_macs=any(s.macs is not None for s in sites))
+
+
+def _macs(traced: TorchGraph, site, resolved: Rule) -> int | None:
+    shape = traced.view.node(site.node).shape if site.node in traced.view else None
+    if not shape or len(shape) < 3 or not all(isinstance(d, int) for d in shape[2:]):
+        return None
+    return resolved.se.added_macs(site.channels, tuple(shape[2:]))
 
 
 def remove(model: nn.Module, *, inplace: bool = False, blocks: "list[str] | None" = None) -> nn.Module:
