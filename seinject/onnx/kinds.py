@@ -213,6 +213,18 @@ def _linear(node, attrs, constants, shapes, kind):
     return kind, {"out_features": out}
 
 
+def _transpose(node, attrs, constants, shapes, kind):
+    """Transpose with its permutation (ONNX's default reverses the dims), so a permute to and from
+    channels-last keeps the channel count as torch's x.permute does."""
+    perm = attrs.get("perm")
+    if perm is None:
+        rank = _rank(node.input[0], shapes) if node.input else None
+        perm = list(range(rank))[::-1] if rank is not None else None
+    elif not isinstance(perm, (list, tuple)) or not all(isinstance(p, int) for p in perm):
+        perm = None  # a malformed attribute: the layout is simply unknown
+    return kind, {"perm": tuple(perm) if perm is not None else None}
+
+
 def _sum(node, attrs, constants, shapes, kind):
     return ("add" if len(node.input) == 2 else "other"), {}
 
@@ -235,5 +247,5 @@ _HANDLERS: dict[str, Callable] = {
     "MaxPool": _pool, "AveragePool": _pool, "LpPool": _pool, "GlobalAveragePool": _pool,
     "GlobalMaxPool": _pool, "GlobalLpPool": _pool,
     "ReduceMean": _reduce, "ReduceMax": _reduce, "Concat": _concat, "Gemm": _linear, "MatMul": _linear,
-    "Sum": _sum, "Split": _split,
+    "Sum": _sum, "Split": _split, "Transpose": _transpose,
 }

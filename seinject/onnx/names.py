@@ -7,6 +7,13 @@
   "pkg.torch.onnx.name_scopes" (['', 'layer1', 'layer1.0', 'layer1.0.relu', 'relu_2']),
   or in "namespace"; calls of one module are numbered here as the torch backend does.
 - Anything else keeps the node's own name (or its first output's).
+- A BatchNorm folded into the conv before it is named after the conv, with either exporter:
+  in eval mode the legacy exporter folds it and keeps only the conv's scope
+  ("/layer1/layer1.0/conv2/Conv" → "layer1.0.conv2"); the dynamo exporter's optimizer folds it
+  too, but the fused node carries the BatchNorm's scopes, so its name comes from the conv's
+  weight, which keeps the conv's parameter name ("layer1.0.conv2.weight" → "layer1.0.conv2").
+  (The torch backend names such a site after the BatchNorm, "layer1.0.bn2": the legacy export
+  keeps no trace of that name, so the one scheme both exports can follow is the conv's.)
 
 Metadata values are read only up to MAX_METADATA_CHARS (64 KiB; 4 KiB for a scope list
 that is not a plain list of quoted names, which needs Python's literal parser): a longer or
@@ -37,8 +44,14 @@ from ..limits import MAX_LITERAL_CHARS, MAX_METADATA_CHARS
 
 _SUFFIX = re.compile(r"_\d+$")
 _TORCH_NAMES = {"concat": "cat"}  # ONNX op type → the name torch.fx gives the same call
+# Legacy exports label a functional op by its ONNX op type ("/layer1/Transpose_1"); these get the
+# name torch.fx (and the dynamo exporter) gives the call behind them (Transpose: see _legacy_local).
+_LEGACY_TORCH_NAMES = {"ReduceMean": "mean"}
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 NAMESPACE_KEY = "namespace"
+REWRITE_KEY = "pkg.onnxscript.rewriter.rule_name"  # the dynamo exporter's optimizer rules that made a node
+FOLDING_OPS = frozenset({"Conv", "ConvTranspose", "Gemm"})  # what onnxscript folds a BatchNorm into
+_PARAMETER_PATH = re.compile(r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*")
 _PLAIN_LIST = re.compile(r"\[\s*'[^'\\]*'(?:\s*,\s*'[^'\\]*')*\s*,?\s*\]")
 _PLAIN_ITEM = re.compile(r"'([^'\\]*)'")
 
@@ -73,11 +86,58 @@ def scope_of(node: onnx.NodeProto, op_type: str | None = None) -> Scope:
     scopes = _dynamo_scopes(meta)
     if scopes:
         path = scopes[-2] if len(scopes) >= 2 else ""
-        return Scope(path, scopes[-1], op_type, fallback)
+        folded = _folded_conv_path(node, meta, scopes[-1])
+        return Scope(folded if folded is not None else path, scopes[-1], op_type, fallback)
     if node.name.startswith("/"):
         parts = node.name.split("/")[1:]
-        return Scope(_join_segments(parts[:-1]), parts[-1] or op_type, op_type, fallback)
+        return Scope(_join_segments(parts[:-1]), _legacy_local(parts[-1], node, op_type), op_type, fallback)
     return Scope(None, fallback, op_type, fallback)
+
+
+def _legacy_local(label: str, node: onnx.NodeProto, op_type: str) -> str:
+    """A legacy export's op label with torch's name for the call: "Transpose_1" → "permute_1", or
+    "transpose_1" where the perm swaps two axes (x.transpose(1, 2)); "ReduceMean" → "mean".
+    The dynamo exporter and torch.fx name these calls so.
+
+    Example:
+        >>> import onnx.helper as h
+        >>> to_last = h.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])
+        >>> swap = h.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1, 3, 4])
+        >>> _legacy_local("Transpose_1", to_last, "Transpose"), _legacy_local("Transpose", swap, "Transpose")
+        ('permute_1', 'transpose')
+    """
+    if not label:
+        return op_type
+    base, _, suffix = label.partition("_")
+    if op_type == "Transpose":
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        swapped = perm is not None and sum(p != k for k, p in enumerate(perm)) == 2
+        torch_name = "transpose" if swapped else "permute"
+    else:
+        torch_name = _LEGACY_TORCH_NAMES.get(op_type)
+    if torch_name is None or base != op_type or (suffix and not suffix.isdigit()):
+        return label
+    return f"{torch_name}_{suffix}" if suffix else torch_name
+
+
+def _folded_conv_path(node: onnx.NodeProto, meta: dict[str, str], local: str) -> str | None:
+    """The conv's module path for a dynamo-exported conv that a BatchNorm was folded into, else None.
+
+    Such a node carries the BatchNorm's scopes (its fx node is the batch norm) and, as its weight,
+    the conv's parameter name; the legacy exporter names the same node after the conv.
+
+    Example:
+        >>> import onnx.helper as h
+        >>> conv = h.make_node("Conv", ["x", "layer1.0.conv2.weight"], ["y"])
+        >>> _folded_conv_path(conv, {REWRITE_KEY: "FuseBatchNormIntoConv"}, "_native_batch_norm_legit_no_training_2")
+        'layer1.0.conv2'
+    """
+    if node.op_type not in FOLDING_OPS or len(node.input) < 2 or not node.input[1].endswith(".weight"):
+        return None
+    if "FuseBatchNorm" not in meta.get(REWRITE_KEY, "") and "batch_norm" not in local:
+        return None
+    path = node.input[1][: -len(".weight")]
+    return path if _PARAMETER_PATH.fullmatch(path) else None
 
 
 def _dynamo_scopes(meta: dict[str, str]) -> list[str] | None:

@@ -5,6 +5,9 @@
 - Constants and shape arithmetic (Shape → Gather → Concat → Reshape) are not data:
   they are left out of the view, as torch.fx shows `x.size()` as a shape read.
 - x·sigmoid(x) and x·hardsigmoid(x) (how SiLU and Hardswish are exported) are one act op.
+- A channels-last norm wrapped in permutes inside one module, Transpose → LayerNormalization
+  (last axis) → Transpose back (torchvision's and timm's LayerNorm2d), is one norm op on the
+  N×C×… map, as the torch backend sees that module: a site after it takes the module's name.
 - An SE block seinject inserted earlier (tagged nodes) is one op of kind "se" whose input
   is the value it scales, so the shared matcher reports "already has SE" on a second run.
 - View ids are value names (a node's first output; graph input names).
@@ -33,7 +36,7 @@ from onnx import helper
 from ..graph.view import GraphView, RawOp
 from . import shapes as shape_inference
 from .block import se_tag
-from .kinds import classify
+from .kinds import attrs_of, classify
 from .names import Scope, readable_names, scope_of
 from .se_pattern import untagged_se
 from .wiring import Wiring, outer_names, topological_order, wiring
@@ -103,6 +106,9 @@ class _Ops:
         self.fused_gates = set(self.fused.values())
         self.tags = {i: tag for i in order if (tag := se_tag(self.nodes[i])) is not None}
         self.tags.update(untagged_se(self.nodes, order, wires, self.constants, set(self.tags)))
+        wrapped = _wrapped_norms(self.nodes, order, wires, {o.name for o in graph.output}, self.constants)
+        self.wrapped = {i: pair for i, pair in wrapped.items() if not self.tags.keys() & {i, *pair}}
+        self.wrapped_inner = {j for pair in self.wrapped.values() for j in pair}
         self.producer = wires.producer
         self.se_blocks: dict[str, list[int]] = defaultdict(list)
         for i, (block, _) in self.tags.items():
@@ -129,14 +135,20 @@ class _Ops:
             if tensor is not None:
                 self.constants[node.output[0]] = tensor
             return
+        if i in self.wrapped_inner:  # part of the norm op emitted at its closing Transpose
+            return
+        if i in self.wrapped:
+            self._add_wrapped(i)
+            return
+        if i in self.tags:  # a gate's last node may read only the block's own values
+            self._add_se(i)
+            return
         ins = [n for n in (*node.input, *outer_names(node)) if n in self.data]
         if not ins or node.op_type in NOT_DATA_OPS:
             if node.op_type == "Identity" and node.input and node.input[0] in self.constants:
                 self.constants[node.output[0]] = self.constants[node.input[0]]
             return
-        if i in self.tags:
-            self._add_se(i)
-        elif i not in self.fused_gates:  # a fused gate is part of the act op at its Mul
+        if i not in self.fused_gates:  # a fused gate is part of the act op at its Mul
             self._add_op(i, node, ins)
 
     def _add_se(self, i: int) -> None:
@@ -151,6 +163,20 @@ class _Ops:
             return
         op = RawOp(node.output[0], "se", block, [self.data[scaled[0]]], {"block": block}, ref=i)
         self.emit(op, None, self.se_blocks[block])
+
+    def _add_wrapped(self, i: int) -> None:
+        """One norm op for Transpose → norm → Transpose, at the closing Transpose's output."""
+        opening, norm_index = self.wrapped[i]
+        source = self.nodes[opening].input[0]
+        if source not in self.data:
+            return
+        norm, close = self.nodes[norm_index], self.nodes[i]
+        kind, attrs = classify(norm, self.constants, self.shapes)
+        op_id = close.output[0]
+        inner = scope_of(norm)
+        scope = Scope(inner.path, inner.local, inner.op_type, scope_of(close).fallback)
+        op = RawOp(op_id, kind, "", [self.data[source]], attrs, shape=self._dims(op_id), ref=i)
+        self.emit(op, scope, [opening, norm_index, i])
 
     def _add_op(self, i: int, node: onnx.NodeProto, ins: list[str]) -> None:
         kind, attrs = classify(node, self.constants, self.shapes)
@@ -205,6 +231,90 @@ def _fused_gates(nodes, order: list[int], wires: Wiring, outputs: set[str]) -> d
                 fused[i] = gate_index
                 break
     return fused
+
+
+WRAPPABLE_NORMS = frozenset({"LayerNormalization", "RMSNormalization"})  # they normalise the last axis
+
+
+def _wrapped_norms(nodes, order: list[int], wires: Wiring, outputs: set[str], constants) -> dict[int, tuple[int, int]]:
+    """Closing Transpose index → (opening Transpose, norm) for Transpose(to channels-last) →
+    LayerNormalization/RMSNormalization over the last axis → Transpose(back), each value read only
+    by the next and none a graph output, all three in one module scope (the same scope, or none).
+
+    Example:
+        >>> import onnx
+        >>> m = onnx.parser.parse_model('''<ir_version: 8, opset_import: ["" : 17]>
+        ...   g (float[1, 4, 8, 8] x) => (float[1, 4, 8, 8] y) <float[4] s, float[4] b> {
+        ...     t = Transpose<perm = [0, 2, 3, 1]>(x)
+        ...     n = LayerNormalization<axis = -1>(t, s, b)
+        ...     y = Transpose<perm = [0, 3, 1, 2]>(n)
+        ...   }''')
+        >>> order = topological_order(m)
+        >>> _wrapped_norms(m.graph.node, order, wiring(m.graph.node, order), set(), {"s", "b"})
+        {2: (0, 1)}
+    """
+    found: dict[int, tuple[int, int]] = {}
+    for i in order:
+        close = nodes[i]
+        if not _plain(close, "Transpose") or not close.input or close.input[0] in outputs:
+            continue
+        norm_index = wires.producer.get(close.input[0])
+        if norm_index is None or wires.consumers.get(close.input[0]) != [i]:
+            continue
+        norm = nodes[norm_index]
+        if not _plain(norm, norm.op_type) or norm.op_type not in WRAPPABLE_NORMS or not norm.input:
+            continue
+        opening_index = wires.producer.get(norm.input[0])
+        if opening_index is None or norm.input[0] in outputs or wires.consumers.get(norm.input[0]) != [norm_index]:
+            continue
+        opening = nodes[opening_index]
+        if not _plain(opening, "Transpose") or not _constant_inputs(norm.input[1:], wires, nodes, constants):
+            continue
+        to_last, back = _perm(opening), _perm(close)
+        if to_last is None or back is None or len(to_last) < 3 or len(to_last) != len(back):
+            continue
+        rank = len(to_last)
+        if to_last != (0, *range(2, rank), 1) or back != (0, rank - 1, *range(1, rank - 1)):
+            continue
+        if attrs_of(norm).get("axis", -1) not in (-1, rank - 1):
+            continue
+        if len({scope_of(nodes[j]).path for j in (opening_index, norm_index, i)}) != 1:
+            continue
+        found[i] = (opening_index, norm_index)
+    return found
+
+
+def _plain(node: onnx.NodeProto, op_type: str) -> bool:
+    """An ai.onnx node of this type with one output."""
+    return node.op_type == op_type and node.domain in ("", "ai.onnx") and len(node.output) == 1
+
+
+def _perm(node: onnx.NodeProto) -> tuple | None:
+    perm = attrs_of(node).get("perm")
+    if not isinstance(perm, (list, tuple)) or not all(isinstance(p, int) for p in perm):
+        return None
+    return tuple(perm)
+
+
+def _constant_inputs(names, wires: Wiring, nodes, constants) -> bool:
+    """True when every named input is an initializer or a Constant node's output, or an Identity of
+    one (the legacy exporter shares equal initializers through Identity nodes)."""
+    for name in names:
+        for _ in range(8):  # a short Identity chain at most
+            if not name or name in constants:
+                break
+            producer = wires.producer.get(name)
+            if producer is None:
+                return False
+            node = nodes[producer]
+            if node.op_type == "Constant":
+                break
+            if node.op_type != "Identity" or not node.input:
+                return False
+            name = node.input[0]
+        else:
+            return False
+    return True
 
 
 def _torch_hardsigmoid(node: onnx.NodeProto) -> bool:

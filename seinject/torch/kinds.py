@@ -48,15 +48,23 @@ _KNOWN_OPS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.dropout._DropoutNd,
               nn.Unflatten)
 
 
+# Op classes of other libraries that do not subclass torch.nn's, by class name: torchvision's,
+# detectron2's and timm's FrozenBatchNorm2d (a BatchNorm with fixed statistics, used in the
+# backbones of pretrained detectors)
+NAMED_MODULE_FN = {"FrozenBatchNorm2d": ("norm", "batch_norm")}
+
+
 @functools.lru_cache(maxsize=None)
 def _module_fn(cls: type) -> tuple[str, str] | None:
-    return next((MODULE_FN[base] for base in cls.__mro__ if base in MODULE_FN), None)
+    found = next((MODULE_FN[base] for base in cls.__mro__ if base in MODULE_FN), None)
+    return found or NAMED_MODULE_FN.get(cls.__name__)
 
 
 # SE/channel-attention modules of other libraries (torchvision, timm, common repos):
 # seen as one op of kind "se", so rules count the blocks that already have one.
 FOREIGN_SE_CLASSES = frozenset({"SqueezeExcitation", "SqueezeExcite", "SEModule", "SELayer",
-                                "SEBlock", "EffectiveSEModule"})
+                                "SEBlock", "EffectiveSEModule", "EcaModule", "CecaModule", "CbamModule",
+                                "LightCbamModule", "GatherExcite", "CoordAttn"})
 
 
 def is_se_module(module: nn.Module) -> bool:

@@ -21,6 +21,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from .wrappers import compiled_inner
+
 @dataclass
 class LocalGraph:
     """The fx graph of one module's forward (children as leaves), or why there is none."""
@@ -51,12 +53,47 @@ def trace_module(module: nn.Module, path: str = "", concrete_args: dict | None =
     """
     if isinstance(module, fx.GraphModule):  # its forward is its graph: read (and edit) that one
         return LocalGraph(path, module, module.graph)
+    saved = _attributes(module)
+    graph = None
     try:
         graph = _ShallowTracer().trace(module, concrete_args=concrete_args or None)
     except Exception as exc:  # any failure of user code under tracing leaves the module out
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return LocalGraph(path, module, None, f"{type(exc).__name__}: {message}"[:300])
+    finally:  # a forward that caches on self (`self.scales = ...`) must not keep the tracer's proxies
+        _restore_attributes(module, saved, keep=_get_attr_names(graph))
     return LocalGraph(path, module, graph)
+
+
+def _attributes(module: nn.Module) -> tuple[dict, dict, dict]:
+    """A shallow snapshot of what a forward can assign on self: plain attributes, buffers, parameters."""
+    return dict(module.__dict__), dict(module._buffers), dict(module._parameters)
+
+
+def _restore_attributes(module: nn.Module, saved: tuple[dict, dict, dict], keep: frozenset = frozenset()) -> None:
+    """Undo assignments a traced or shape-pass forward made on the module (attributes added, replaced
+    or deleted), except the names in `keep`: constants fx attached for the graph's get_attr nodes.
+
+    Example:
+        >>> m = nn.ReLU(); saved = _attributes(m); m.cache = 1; _restore_attributes(m, saved); hasattr(m, "cache")
+        False
+    """
+    for current, before in zip((module.__dict__, module._buffers, module._parameters), saved):
+        for name in [name for name in current if name not in before and name not in keep]:
+            del current[name]
+        for name, value in before.items():
+            if current.get(name, _MISSING) is not value:
+                current[name] = value
+
+
+def _get_attr_names(graph: fx.Graph | None) -> frozenset:
+    """Top-level attribute names the graph's get_attr nodes read."""
+    if graph is None:
+        return frozenset()
+    return frozenset(str(node.target).split(".")[0] for node in graph.nodes if node.op == "get_attr")
+
+
+_MISSING = object()
 
 
 def is_inplace(node: fx.Node, owner: nn.Module) -> bool:
@@ -162,7 +199,9 @@ def record_shapes(model: nn.Module, example_inputs: Any, calls: dict[int, int] |
 
         handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     modes = {m: m.training for m in model.modules()}
+    saved = {m: _attributes(m) for m in modes}  # forwards that cache on self get their state back
     model.eval()
+    _eager_compiled(model)  # undone with the attributes below
     try:
         _run_fake(model, args)
     except Exception:  # some ops have no fake kernel: fall back to a real pass
@@ -173,11 +212,23 @@ def record_shapes(model: nn.Module, example_inputs: Any, calls: dict[int, int] |
     finally:
         for handle in handles:
             handle.remove()
+        for module, attributes in saved.items():
+            _restore_attributes(module, attributes)
         for module, training in modes.items():
             module.training = training
     if calls is not None:
         calls.update(counts)
     return shapes
+
+
+def _eager_compiled(model: nn.Module) -> None:
+    """Make torch.compile's wrappers inside the model call the module they wrap, eagerly (an
+    instance attribute `forward`): compiled code must not see the shape pass's fake tensors (inductor
+    kernels crash on them), and the wrapped module's own hooks still run."""
+    for module in model.modules():
+        inner = compiled_inner(module)
+        if inner is not None:
+            module.forward = inner.__call__
 
 
 def _run_fake(model: nn.Module, args: tuple) -> None:

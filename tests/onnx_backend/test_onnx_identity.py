@@ -26,7 +26,7 @@ def _input(name: str, batch: int = 2) -> np.ndarray:
 
 
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
-@pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"convnext_tiny_fixture"}))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_identity_every_rule_every_fixture(exported, name, exporter):
     path = exported(name, exporter)
     original = onnx.load(path)

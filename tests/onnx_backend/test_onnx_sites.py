@@ -40,8 +40,8 @@ def test_after_residual_same_sites_as_torch_module(exported, name, exporter, cou
 def test_module_paths_recovered_for_include_filters(exported, exporter):
     path = exported("resnet18", exporter)
     names = [s.name for s in so.plan(path, "residual_branch", include="layer3")]
-    bn_or_conv = "bn2" if exporter == "dynamo" else "conv2"  # dynamo names the folded conv after its BN
-    assert names == [f"layer3.0.{bn_or_conv}", f"layer3.1.{bn_or_conv}"]
+    # both exporters fold bn2 into conv2 in eval mode; the site takes the conv's name in both
+    assert names == ["layer3.0.conv2", "layer3.1.conv2"]
     assert [s.name for s in so.plan(path, "after_residual", stages=[4])] == ["layer4.0.relu_1", "layer4.1.relu_1"]
     assert len(so.plan(path, "after_residual", exclude=["layer1", "layer2"])) == 4
 
