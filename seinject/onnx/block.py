@@ -79,10 +79,7 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     h = finite(out, activation(out, config.act, h, opset))
     s = out.node("fc2", "Conv", [h, out.const("fc2.weight", w2.reshape(channels, hidden, *ones)),
                                  out.const("fc2.bias", b2)])
-    if config.gate == "sigmoid":
-        s = out.node("gate", "Sigmoid", [s])
-    else:  # torch's hardsigmoid: relu6(x + 3) / 6
-        s = out.node("gate", "HardSigmoid", [s], alpha=1.0 / 6.0, beta=0.5)
+    s = gate(out, "gate", config.gate, s)
     if config.init == "identity":
         s = out.node("gain", "Mul", [s, out.const("gain", np.array(2.0))])
     out.block.output = out.node("scale", "Mul", [x, s], output=output)
@@ -139,6 +136,19 @@ def activation(out: "Builder", act: str, x: str, opset: int) -> str:
     plus = out.node("act.add", "Add", [erf, out.const("act.one", np.array(1.0))])
     half = out.node("act.half", "Mul", [x, out.const("act.half", np.array(0.5))])
     return out.node("act", "Mul", [half, plus])
+
+
+def gate(out: Builder, role: str, name: str, x: str) -> str:
+    """SEConfig's gate `name` (sigmoid, or torch's hardsigmoid relu6(x + 3) / 6) on x.
+
+    Example:
+        >>> b = Builder("g", np.float32)
+        >>> gate(b, "gate", "hardsigmoid", "x"), b.block.nodes[0].op_type
+        ('g/gate_out', 'HardSigmoid')
+    """
+    if name == "sigmoid":
+        return out.node(role, "Sigmoid", [x])
+    return out.node(role, "HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
 
 
 class Builder:

@@ -27,7 +27,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ...rule.config import SEConfig
-from ..block import DTYPES, Builder, SEBlock, activation, finite
+from ..block import DTYPES, Builder, SEBlock, gate, activation, finite
 from . import ops
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm's default
@@ -52,19 +52,6 @@ class Branch:
 
     def node(self, role: str, op_type: str, inputs: list[str], output: str | None = None, **attrs) -> str:
         return self.out.node(f"{role}.{self.suffix}", op_type, inputs, output=output, **attrs)
-
-
-def gate(out: Builder, role: str, name: str, x: str) -> str:
-    """SEConfig's gate `name` (sigmoid, or torch's hardsigmoid relu6(x + 3) / 6) on x.
-
-    Example:
-        >>> b = Builder("g", np.float32)
-        >>> gate(b, "gate", "hardsigmoid", "x"), b.block.nodes[0].op_type
-        ('g/gate_out', 'HardSigmoid')
-    """
-    if name == "sigmoid":
-        return out.node(role, "Sigmoid", [x])
-    return out.node(role, "HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
 
 
 def conv_init(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -27,9 +27,9 @@ from onnx import TensorProto
 from ...errors import ConfigError
 from ...rule.config import SEConfig
 from ...rule.gates import SPECS
-from ..block import DTYPES, Builder, SEBlock, activation, finite
+from ..block import DTYPES, Builder, SEBlock, gate, activation, finite
 from . import ops
-from .cbam import BN_EPS, Branch, conv_init, gate
+from .cbam import BN_EPS, Branch, conv_init
 
 
 def build_coord(block: str, x: str, channels: int, spatial_rank: int, config: SEConfig, opset: int,

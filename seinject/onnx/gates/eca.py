@@ -25,7 +25,7 @@ from onnx import TensorProto
 
 from ...rule.config import SEConfig
 from ...rule.gates import eca_kernel_size
-from ..block import DTYPES, Builder, SEBlock, finite
+from ..block import DTYPES, Builder, SEBlock, gate, finite
 from .ops import int_const
 
 
@@ -52,10 +52,7 @@ def build_eca(block: str, x: str, channels: int, spatial_rank: int, config: SECo
     pad = (k - 1) // 2
     s = out.node("conv", "Conv", [row, out.const("conv.weight", weight)], kernel_shape=[k], pads=[pad, pad])
     s = out.node("to_channels", "Reshape", [s, int_const(out, "channel_shape", [0, channels] + [1] * spatial_rank)])
-    if config.gate == "sigmoid":
-        s = out.node("gate", "Sigmoid", [s])
-    else:  # torch's hardsigmoid: relu6(x + 3) / 6
-        s = out.node("gate", "HardSigmoid", [s], alpha=1.0 / 6.0, beta=0.5)
+    s = gate(out, "gate", config.gate, s)
     if identity:
         s = out.node("gain", "Mul", [s, out.const("gain", np.array(2.0))])
     out.block.output = out.node("scale", "Mul", [x, s], output=output)

@@ -23,7 +23,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ...rule.config import SEConfig
-from ..block import DTYPES, Builder, SEBlock, finite, linear_init
+from ..block import DTYPES, Builder, SEBlock, gate, finite, linear_init
 
 
 def build_ese(block: str, x: str, channels: int, spatial_rank: int, config: SEConfig, opset: int,
@@ -48,10 +48,7 @@ def build_ese(block: str, x: str, channels: int, spatial_rank: int, config: SECo
     if config.bias:
         inputs.append(out.const("fc.bias", bias))
     s = out.node("fc", "Conv", inputs)
-    if config.gate == "sigmoid":
-        s = out.node("gate", "Sigmoid", [s])
-    else:  # torch's hardsigmoid: relu6(x + 3) / 6
-        s = out.node("gate", "HardSigmoid", [s], alpha=1.0 / 6.0, beta=0.5)
+    s = gate(out, "gate", config.gate, s)
     if identity:
         s = out.node("gain", "Mul", [s, out.const("gain", np.array(2.0))])
     out.block.output = out.node("scale", "Mul", [x, s], output=output)

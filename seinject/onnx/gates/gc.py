@@ -35,7 +35,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ...rule.config import SEConfig
-from ..block import DTYPES, Builder, SEBlock, activation, finite, linear_init
+from ..block import DTYPES, Builder, SEBlock, gate, activation, finite, linear_init
 from .ops import int_const, reduce
 
 EPS = 1e-6  # timm's LayerNorm2d
@@ -101,10 +101,7 @@ def build_gc(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     y = x
     if config.fuse_scale:
         s = mlp("mlp_scale")
-        if config.gate == "sigmoid":
-            s = out.node("gate", "Sigmoid", [s])
-        else:  # torch's hardsigmoid: relu6(x + 3) / 6
-            s = out.node("gate", "HardSigmoid", [s], alpha=1.0 / 6.0, beta=0.5)
+        s = gate(out, "gate", config.gate, s)
         if identity:
             s = out.node("gain", "Mul", [s, out.const("gain", np.array(2.0))])
         s = out.node("gate.map", "Reshape", [s, map_shape])
