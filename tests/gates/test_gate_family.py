@@ -121,3 +121,32 @@ def test_misspelt_block_type_suggests_the_closest():
 def test_a_setting_of_another_type_is_refused():
     with pytest.raises(ConfigError, match="'kernel_size' is a setting of eca, not of block 'se'"):
         seinject.plan(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()), "conv_block", kernel_size=5)
+
+
+def test_block_in_a_rule_file(tmp_path):
+    rule = tmp_path / "eca_rule.yaml"
+    rule.write_text("name: eca_everywhere\npattern:\n  - {kind: add, residual: true, id: join}\n"
+                    "insert: {position: branch_end, node: join}\nse:\n  block: eca\n  kernel_size: 5\n")
+    model, x = build("resnet_tiny")
+    new = seinject.apply(model, rule=str(rule), example_inputs=x)
+    gates = _gates(new)
+    assert gates and all(g.block_type == "eca" and g.conv.kernel_size == (5,) for _, g in gates)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(rule.read_text().replace("block: eca", "block: ecaa"))
+    with pytest.raises(seinject.RuleError, match=r"bad.yaml:6.*did you mean 'eca'"):
+        seinject.plan(model, rule=str(bad))
+
+
+def test_block_on_the_command_line(tmp_path, capsys):
+    from seinject.cli import main
+    from tests.onnx_backend.graphs import residual_net
+    import onnx
+
+    src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(residual_net(), src)
+    assert main(["onnx", str(src), str(out), "--block", "cbam", "--json"]) == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["sites"] and {n.op_type for n in onnx.load(out).graph.node} >= {"GlobalMaxPool", "Concat"}
+    assert main(["onnx", str(src), str(tmp_path / "x.onnx"), "--block", "cbma"]) == 2
+    assert "did you mean 'cbam'" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
