@@ -74,16 +74,17 @@ def build_se(block: str, x: str, channels: int, spatial_rank: int, config: SECon
     if config.init == "identity":
         w2, b2 = np.zeros_like(w2), np.zeros_like(b2)
     pooled = out.node("squeeze", "GlobalAveragePool", [x])
+    bias = (lambda name, value: [out.const(name, value)]) if config.bias else (lambda name, value: [])
     h = out.node("fc1", "Conv", [pooled, out.const("fc1.weight", w1.reshape(hidden, channels, *ones)),
-                                 out.const("fc1.bias", b1)])
+                                 *bias("fc1.bias", b1)])
     h = finite(out, activation(out, config.act, h, opset))
     s = out.node("fc2", "Conv", [h, out.const("fc2.weight", w2.reshape(channels, hidden, *ones)),
-                                 out.const("fc2.bias", b2)])
+                                 *bias("fc2.bias", b2)])
     s = gate(out, "gate", config.gate, s)
     if config.init == "identity":
         s = out.node("gain", "Mul", [s, out.const("gain", np.array(2.0))])
     out.block.output = out.node("scale", "Mul", [x, s], output=output)
-    out.block.params = 2 * channels * hidden + hidden + channels
+    out.block.params = config.added_parameters(channels, spatial_rank)
     return out.block
 
 

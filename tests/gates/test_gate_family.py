@@ -150,3 +150,23 @@ def test_block_on_the_command_line(tmp_path, capsys):
     assert main(["onnx", str(src), str(tmp_path / "x.onnx"), "--block", "cbma"]) == 2
     assert "did you mean 'cbam'" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("init", ["identity", "random"])
+def test_se_without_biases_in_both_backends(init, exported):
+    """bias: false, the original Keras SE: no bias in either FC layer, in torch and in ONNX."""
+    import onnx
+
+    model, x = build("resnet_tiny")
+    new = seinject.apply(model, rule="residual_branch", bias=False, init=init, example_inputs=x)
+    gates = [g for _, g in _gates(new)]
+    assert gates and all(g.fc1.bias is None and g.fc2.bias is None for g in gates)
+    assert sum(p.numel() for g in gates for p in g.parameters()) == sum(
+        2 * g.channels * g.hidden for g in gates)
+    if init == "identity":
+        assert torch.equal(_outputs(new, x, True), _outputs(model, x, True))
+    onnx_new, report = seinject.onnx.apply(onnx.load(str(exported("resnet_tiny"))), rule="residual_branch",
+                                           bias=False, init=init, verify=True, return_report=True)
+    names = {t.name for t in onnx_new.graph.initializer}
+    assert report.inserted and not any(n.endswith(("fc1.bias", "fc2.bias")) for n in names)
+    assert (report.max_abs_diff == 0) == (init == "identity")
