@@ -251,6 +251,10 @@ class _Builder:
         kind, attrs = classify_call(node.op, node.target, args, kwargs)
         if kind in ("add", "mul") and any(isinstance(a, _Struct) for a in args):
             kind, attrs = "other", {}  # `(y,) + parts[1:]`: tuple arithmetic, not a tensor op
+        if kind == "concat" and node.args and isinstance(node.args[0], fx.Node):
+            # torch.cat(xs) of a list the forward was given and appends to (timm's VoVNet
+            # SequentialAppendList): the graph does not say which tensors it holds
+            kind, attrs = "other", {}
         inputs, locals_ = _inputs(node, env)
         if kind == "split":
             if len(inputs) == 1 and _parts_read_by_index(node):
