@@ -87,6 +87,12 @@ def build(source: str, name: str):
     return model, torch.randn(1, 3, size, size)
 
 
+def _is_attention(module: torch.nn.Module) -> bool:
+    """Self-attention layers by class (torch's MultiheadAttention, timm's and torchvision's *Attention)."""
+    name = type(module).__name__
+    return isinstance(module, torch.nn.MultiheadAttention) or name.endswith(("Attention", "Attention2d"))
+
+
 def _not_a_cnn(convs: int) -> str:
     return "not a CNN: no conv layer" if not convs else f"not a CNN: {convs} conv layer(s), a patch embedding"
 
@@ -151,6 +157,10 @@ def check(source: str, name: str, seconds: int) -> dict:
                        left_out=[f"{p.name}: {p.reason[:120]}" for p in report.left_out])
             row["status"] = "ok" if same and diff == 0.0 else "differs"
             return row
+        attention = sorted({type(m).__name__ for m in model.modules() if _is_attention(m)})
+        if attention:
+            return {**row, "status": "excluded", "why": "not a CNN: a transformer whose convs embed or pool "
+                    f"tokens, no conv → norm/act chain ({', '.join(attention[:3])})"}
         return {**row, "status": "no sites", "why": "no built-in rule matched (no conv → norm/act chain seen)"}
     except Timeout:
         return {**row, "status": "excluded", "why": f"over {seconds} s on CPU"}
@@ -193,6 +203,7 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "docs/coverage/catalogue.json"))
     parser.add_argument("--md", default=str(ROOT / "docs/coverage/catalogue.md"))
     parser.add_argument("--only", default="", help="check only models whose 'source:name' starts with this")
+    parser.add_argument("--names", default="", help="check only these comma-separated 'source:name' entries")
     parser.add_argument("--merge", nargs="*", default=[],
                         help="only re-summarise: read these JSON files (later rows replace earlier ones of the "
                              "same model) and write --json and --md")
@@ -213,6 +224,9 @@ def main() -> None:
     if "timm" in args.source:
         entries += timm_models()
     entries = [e for e in entries if f"{e[0]}:{e[1]}".startswith(args.only)][:: args.every]
+    if args.names:
+        wanted = set(args.names.split(","))
+        entries = [e for e in entries if f"{e[0]}:{e[1]}" in wanted]
     rows: list[dict] = []
     began = time.perf_counter()
     jobs = [(source, name, args.seconds) for source, name in entries]

@@ -251,9 +251,9 @@ class _Builder:
         kind, attrs = classify_call(node.op, node.target, args, kwargs)
         if kind in ("add", "mul") and any(isinstance(a, _Struct) for a in args):
             kind, attrs = "other", {}  # `(y,) + parts[1:]`: tuple arithmetic, not a tensor op
-        if kind == "concat" and node.args and isinstance(node.args[0], fx.Node):
+        if kind == "concat" and node.args and _mutated_list(node.args[0]):
             # torch.cat(xs) of a list the forward was given and appends to (timm's VoVNet
-            # SequentialAppendList): the graph does not say which tensors it holds
+            # SequentialAppendList): the caller's list does not say which tensors it holds then
             kind, attrs = "other", {}
         inputs, locals_ = _inputs(node, env)
         if kind == "split":
@@ -391,3 +391,12 @@ def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
     return bound
 
 
+_LIST_MUTATIONS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "__setitem__",
+                             "__delitem__", "__iadd__"})
+
+
+def _mutated_list(value: object) -> bool:
+    """Whether an fx value (a list the forward was given) is changed in place by the forward."""
+    return isinstance(value, fx.Node) and any(
+        user.op == "call_method" and user.target in _LIST_MUTATIONS and user.args and user.args[0] is value
+        for user in value.users)
