@@ -20,14 +20,14 @@ from typing import Any
 from torch import nn
 
 from .gates.base import Gate
-from ..errors import ConfigError, NoSitesError, SEInjectWarning, UsageError
+from ..errors import ConfigError, NoSitesError, SEInjectError, SEInjectWarning, UsageError, VerificationError
 from ..graph.matcher import MatchResult, match
 from ..rule.loader import load_rule
 from ..rule.overrides import checked_overrides, resolve_rule
 from ..graph.report import ApplyReport, Plan
 from ..rule.schema import Rule
 from ..rule import checks
-from ..suggest import closest, short
+from ..suggest import clip, closest, short
 from .install import keep_across_copies, restore, restore_blocks
 from .training import se_modules
 from .splice import splice
@@ -122,8 +122,16 @@ def _verify(target: nn.Module, before: list, example_inputs: Any, report: ApplyR
     """Compare the rewritten model's outputs with `before`; on failure an in-place model is restored."""
     identity = report.init == "identity"
     try:
-        report.max_abs_diff = compare(before, outputs(target, example_inputs), exact=identity,
-                                      where=type(target).__name__)
+        try:
+            after = outputs(target, example_inputs)
+        except SEInjectError:
+            raise
+        except Exception as exc:  # the rewritten forward does not run: never hand that model back
+            raise VerificationError(f"{type(target).__name__}: the rewritten model fails on example_inputs "
+                                    f"({type(exc).__name__}: {clip(str(exc))}); a forward that branches on "
+                                    "its inputs' Python types can be traced down the wrong branch: exclude "
+                                    "that module (exclude=...) and please report the model") from exc
+        report.max_abs_diff = compare(before, after, exact=identity, where=type(target).__name__)
     except BaseException:
         if inplace:
             restore(target)
