@@ -90,7 +90,7 @@ def build(source: str, name: str):
 def _is_attention(module: torch.nn.Module) -> bool:
     """Self-attention layers by class (torch's MultiheadAttention, timm's and torchvision's *Attention)."""
     name = type(module).__name__
-    return isinstance(module, torch.nn.MultiheadAttention) or name.endswith(("Attention", "Attention2d"))
+    return isinstance(module, torch.nn.MultiheadAttention) or name.endswith(("Attention", "Attention2d", "Attn"))
 
 
 def _not_a_cnn(convs: int) -> str:
