@@ -101,12 +101,7 @@ class SqueezeExcite(Gate):
         super().__init__()
         config = config or SEConfig()
         bias = config.bias
-        self.channels = channels
-        self.hidden = config.hidden_channels(channels)
-        self.gate_name = config.gate
-        self.init_mode = config.init
-        identity = config.init == "identity"
-        self.gain = 2.0 if identity else 1.0
+        identity = self._configure(channels, config)
         linear = _unfilled_linear if identity else nn.Linear
         self.fc1 = linear(channels, self.hidden, bias=bias, device=device, dtype=dtype)
         self.act = _ACTIVATIONS[config.act]()

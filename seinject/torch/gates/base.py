@@ -28,6 +28,18 @@ class Gate(nn.Module):
 
     block_type: ClassVar[str] = ""
 
+    def _configure(self, channels: int, config, hidden: int | None = None) -> bool:
+        """Set the attributes every gate shares (channels, hidden, act_name, gate_name, init_mode,
+        gain: 2 at identity, else 1); returns whether the block starts at identity."""
+        self.channels = channels
+        self.hidden = config.hidden_channels(channels) if hidden is None else hidden
+        self.act_name = config.act
+        self.gate_name = config.gate
+        self.init_mode = config.init
+        identity = config.init == "identity"
+        self.gain = 2.0 if identity else 1.0
+        return identity
+
     def is_identity(self) -> bool:
         """True while the block still returns its input exactly.
 

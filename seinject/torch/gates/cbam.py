@@ -74,15 +74,9 @@ class CBAM(Gate):
         config = config or SEConfig(block=self.block_type)
         factory = {"device": device, "dtype": dtype}
         rank = 2 if spatial_rank is None else spatial_rank
-        self.channels = channels
-        self.hidden = config.hidden_channels(channels)
+        identity = self._configure(channels, config)
         self.spatial_rank = rank
         self.kernel_size = config.spatial_kernel_size
-        self.act_name = config.act
-        self.gate_name = config.gate
-        self.init_mode = config.init
-        identity = config.init == "identity"
-        self.gain = 2.0 if identity else 1.0
         linear = _unfilled_linear if identity else nn.Linear
         self.fc1 = linear(channels, self.hidden, bias=False, **factory)
         self.act = _ACTIVATIONS[config.act]()

@@ -53,13 +53,7 @@ class CoordinateAttention(Gate):
         if why is not None:
             raise ConfigError(why, key="block")
         factory = {"device": device, "dtype": dtype}
-        self.channels = channels
-        self.hidden = config.hidden_channels(channels)
-        self.act_name = config.act
-        self.gate_name = config.gate
-        self.init_mode = config.init
-        identity = config.init == "identity"
-        self.gain = 2.0 if identity else 1.0
+        identity = self._configure(channels, config)
         self.conv1 = nn.Conv2d(channels, self.hidden, 1, **factory)
         self.bn1 = nn.BatchNorm2d(self.hidden, **factory)
         self.act = _ACTIVATIONS[config.act]()

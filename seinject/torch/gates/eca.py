@@ -47,13 +47,8 @@ class EfficientChannelAttention(Gate):
                  device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         config = config or SEConfig(block="eca")
-        self.channels = channels
-        self.hidden = 0
+        identity = self._configure(channels, config, hidden=0)
         self.kernel_size = eca_kernel_size(channels, config)
-        self.gate_name = config.gate
-        self.init_mode = config.init
-        identity = config.init == "identity"
-        self.gain = 2.0 if identity else 1.0
         self.conv = nn.Conv1d(1, 1, self.kernel_size, padding=(self.kernel_size - 1) // 2, bias=False,
                               device=device, dtype=dtype)
         if identity:

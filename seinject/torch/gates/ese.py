@@ -45,12 +45,7 @@ class EffectiveSE(Gate):
                  device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         config = config or SEConfig(block="ese")
-        self.channels = channels
-        self.hidden = config.hidden_channels(channels) if config.block == "ese" else channels
-        self.gate_name = config.gate
-        self.init_mode = config.init
-        identity = config.init == "identity"
-        self.gain = 2.0 if identity else 1.0
+        identity = self._configure(channels, config, hidden=channels)
         linear = _unfilled_linear if identity else nn.Linear
         self.fc = linear(channels, channels, bias=config.bias, device=device, dtype=dtype)
         if identity:

@@ -112,13 +112,7 @@ class GlobalContext(Gate):
                  device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         config = config or SEConfig(block="gc")
-        self.channels = channels
-        self.hidden = config.hidden_channels(channels)
-        self.act_name = config.act
-        self.gate_name = config.gate
-        self.init_mode = config.init
-        identity = config.init == "identity"
-        self.gain = 2.0 if identity else 1.0
+        identity = self._configure(channels, config)
         self.use_attn = config.use_attn
         factory = {"device": device, "dtype": dtype}
         self.conv_attn = nn.Linear(channels, 1, **factory) if config.use_attn else None
