@@ -4,11 +4,15 @@
                                               [--workers 2] [--json docs/coverage/catalogue.json]
                                               [--md docs/coverage/catalogue.md]
 
-For every model (every N-th with --every): build it with random weights (no downloads), exclude it
-when it is not a CNN (no conv layer, or convs only as a patch embedding: fewer than 3 conv
-layers, the ViT family), run it once, then apply the built-in rules in a fixed order and keep the
-first that finds sites. Records per model: the rule, sites, max |Δ| of the outputs at identity (eval
-mode), whether the model kept its class, parts left out with reasons, apply time; and the reason for
+For every model (every N-th with --every): build it with random weights (no downloads; drawn by
+benchmarks/cheap_init.py at each initialiser's scale, for speed); exclude it when it is not a CNN
+(no conv layer, or convs only as a patch embedding: fewer than 3 conv layers, the ViT family); run
+it once; trace it once and match the built-in rules on that trace in a fixed order; apply the first
+that finds sites (in place: a large model is not copied) and run it again. A model that no rule
+fits is excluded when it has no conv block at all (benchmarks/rules/conv_chain.yaml: no conv →
+[norm →] act chain; its convs embed or downsample tokens for attention, an MLP or an LSTM), else it
+counts as "no sites". Records per model: the rule, sites, max |Δ| of the outputs at identity (eval
+mode), whether the model kept its class, parts left out with reasons, apply time; the reason for
 models excluded (not a CNN, does not build or run on CPU within --seconds) and for failures (an
 exception from seinject, outputs that differ). Classification models run at 128×128 (convolutional
 nets take any size; a model that refuses it runs at its own configured size). Models are checked by
@@ -35,6 +39,13 @@ sys.path.insert(0, str(ROOT))
 
 import seinject  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from cheap_init import cheap_init  # noqa: E402
+from seinject.graph.matcher import match  # noqa: E402
+from seinject.rule.overrides import resolve_rule  # noqa: E402
+from seinject.torch.view import build_view  # noqa: E402
+
+CHAIN_RULE = ROOT / "benchmarks" / "rules" / "conv_chain.yaml"  # does the model have conv blocks at all?
 RULES = ("after_residual", "inverted_residual", "residual_branch", "after_concat", "conv_block")
 VIDEO = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b")
 
@@ -125,7 +136,8 @@ def check(source: str, name: str, seconds: int) -> dict:
             if convs < 3:
                 return {**row, "status": "excluded", "why": _not_a_cnn(convs)}
         torch.manual_seed(0)
-        model, x = build(source, name)
+        with cheap_init():  # random weights at each initialiser's scale, without the RNG's cost
+            model, x = build(source, name)
         model.eval()
         convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
         if convs < 3:
@@ -138,14 +150,18 @@ def check(source: str, name: str, seconds: int) -> dict:
             args = (x,)
             with torch.no_grad():
                 before = tensors(model(*args))
-        for rule in RULES:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if not len(seinject.plan(model, rule)):  # a plan traces; an apply would copy the model too
-                    continue
+        original = type(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            view = build_view(model).view  # one trace: every rule is matched on the same view
+            rule = next((r for r in RULES if match(resolve_rule(r, {}), view).sites), None)
+            chains = match(resolve_rule(str(CHAIN_RULE), {}), view).matched
+            del view
+            if rule is not None:
                 start = time.perf_counter()
-                new = seinject.apply(model, rule)
+                new = seinject.apply(model, rule, inplace=True)  # in place: no copy of a large model
                 row["apply_s"] = round(time.perf_counter() - start, 3)
+        if rule is not None:
             report = seinject.report(new)
             with torch.no_grad():
                 after = tensors(new(*args))
@@ -153,15 +169,21 @@ def check(source: str, name: str, seconds: int) -> dict:
                         if a.shape == b.shape and a.numel()), default=0.0)
             same = len(after) == len(before) and all(a.shape == b.shape for a, b in zip(after, before))
             row.update(rule=rule, sites=len(report), max_diff=diff if same else None,
-                       same_class=type(new) is type(model) or isinstance(new, type(model)),
+                       same_class=isinstance(new, original),
                        left_out=[f"{p.name}: {p.reason[:120]}" for p in report.left_out])
             row["status"] = "ok" if same and diff == 0.0 else "differs"
+            if not len(report):
+                row.update(status="no sites", why=f"{rule} found sites; the splice skipped every one")
             return row
         attention = sorted({type(m).__name__ for m in model.modules() if _is_attention(m)})
         if attention:
             return {**row, "status": "excluded", "why": "not a CNN: a transformer whose convs embed or pool "
                     f"tokens, no conv → norm/act chain ({', '.join(attention[:3])})"}
-        return {**row, "status": "no sites", "why": "no built-in rule matched (no conv → norm/act chain seen)"}
+        if not chains:
+            return {**row, "status": "excluded", "why": "not a CNN: no conv → act or conv → norm → act chain "
+                    "(its convs only embed or downsample tokens)"}
+        return {**row, "status": "no sites", "why": f"no built-in rule matched, though it has {chains} conv → "
+                "[norm →] act chain(s)"}
     except Timeout:
         return {**row, "status": "excluded", "why": f"over {seconds} s on CPU"}
     except seinject.SEInjectError as exc:
@@ -230,7 +252,7 @@ def main() -> None:
     rows: list[dict] = []
     began = time.perf_counter()
     jobs = [(source, name, args.seconds) for source, name in entries]
-    with multiprocessing.get_context("spawn").Pool(args.workers, initializer=_worker, maxtasksperchild=25) as pool:
+    with multiprocessing.get_context("spawn").Pool(args.workers, initializer=_worker, maxtasksperchild=100) as pool:
         for k, row in enumerate(pool.imap(_check_job, jobs)):
             rows.append(row)
             print(f"[{k + 1}/{len(entries)}] {row['source']}:{row['model']} {row['status']} "

@@ -30,6 +30,7 @@ from ..rule.config import SEConfig
 from ..rule.gates import SPECS
 from ..rule.patterns import matching_names
 from ..rule.schema import OpSpec, Rule
+from .layout import CL, NC
 from .site import Site, Skip
 from .view import GraphView
 
@@ -102,8 +103,10 @@ _SEE_THROUGH = _NOOPS | {"se"}
 
 
 def _next_ops(view: GraphView, node: str) -> list[str]:
-    """Consumers of node, looking through SE blocks and inference no-ops."""
-    return _readers(view, node, _SEE_THROUGH)
+    """Consumers of node, looking through SE blocks, inference no-ops and the permutes between
+    N×C×… and channels-last that wrap a norm (timm's LayerNorm2d: conv → permute → layer_norm →
+    permute back → act is a conv → norm → act chain)."""
+    return _readers(view, node, _SEE_THROUGH, layout_permutes=True)
 
 
 def _single_use(view: GraphView, node: str) -> bool:
@@ -200,12 +203,23 @@ def _past_noops(view: GraphView, node: str) -> list[str]:
     return _readers(view, node) if view.node(node).kind in _NOOPS else [node]
 
 
-def _readers(view: GraphView, node: str, through: frozenset = _NOOPS) -> list[str]:
-    """Consumers of node, looking through ops whose kind is in `through`."""
+def _readers(view: GraphView, node: str, through: frozenset = _NOOPS, layout_permutes: bool = False) -> list[str]:
+    """Consumers of node, looking through ops whose kind is in `through` (and layout permutes)."""
     out = []
     for user in view.consumers(node):
-        out.extend(_readers(view, user, through) if view.node(user).kind in through else [user])
+        if view.node(user).kind in through or (layout_permutes and _layout_permute(view, user)):
+            out.extend(_readers(view, user, through, layout_permutes))
+        else:
+            out.append(user)
     return out
+
+
+def _layout_permute(view: GraphView, node: str) -> bool:
+    """A permute from N×C×… to channels-last or back: the same values, only the channel axis moves."""
+    data = view.node(node)
+    if data.kind != "reshape" or data.attrs.get("perm") is None or not view.inputs(node):
+        return False
+    return {data.layout, view.node(view.inputs(node)[0]).layout} == {NC, CL}
 
 
 def _writer(view: GraphView, node: str) -> str:

@@ -52,12 +52,21 @@ _KNOWN_OPS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.dropout._DropoutNd,
 # detectron2's and timm's FrozenBatchNorm2d (a BatchNorm with fixed statistics, used in the
 # backbones of pretrained detectors)
 NAMED_MODULE_FN = {"FrozenBatchNorm2d": ("norm", "batch_norm")}
+# timm's EvoNorm2dB0/B1/B2/S0/S0a/S1/S1a/S2/S2a (by class name prefix): a norm and its activation
+# in one module, seen as a norm op then an act op whatever its forward (and its act child) does
+FUSED_NORM_ACT_PREFIX = "EvoNorm"
 
 
 @functools.lru_cache(maxsize=None)
 def _module_fn(cls: type) -> tuple[str, str] | None:
     found = next((MODULE_FN[base] for base in cls.__mro__ if base in MODULE_FN), None)
+    if found is None and cls.__name__.startswith(FUSED_NORM_ACT_PREFIX):
+        return "norm", ""  # no `fn` word: no torch.nn, functional or ONNX op computes it
     return found or NAMED_MODULE_FN.get(cls.__name__)
+
+
+def _fused_norm_act(module: nn.Module) -> bool:
+    return type(module).__name__.startswith(FUSED_NORM_ACT_PREFIX) and _module_fn(type(module)) == ("norm", "")
 
 
 # SE/channel-attention modules of other libraries (torchvision, timm, common repos):
@@ -96,7 +105,7 @@ def is_structural_leaf(module: nn.Module) -> bool:
         return False
     if type(module).__module__.startswith("torch.nn"):
         return True
-    return is_known_op(module) and not module._modules
+    return is_known_op(module) and (not module._modules or _fused_norm_act(module))
 
 
 def is_known_op(module: nn.Module) -> bool:
@@ -128,6 +137,9 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
     if found is not None and found[0] == "pool":
         stride = getattr(module, "stride", None)
         return "pool", {"stride": _tuple(stride) if stride is not None else None, "fn": found[1]}
+    if found is not None and _fused_norm_act(module):
+        # the view emits the act op after the norm op (apply_act=False: the norm alone)
+        return "norm", {"type": type(module).__name__, "fused_act": getattr(module, "apply_act", True) is not False}
     if found is not None:
         return found[0], {"fn": found[1]}
     if isinstance(module, nn.Linear):

@@ -239,7 +239,7 @@ def _other_mode_graph(lg: LocalGraph):
         return None
     module.training = not module.training
     try:
-        flipped = trace_module(module, lg.path)
+        flipped = trace_module(module, lg.path, concrete_args=lg.concrete_args)
     finally:
         module.training = not module.training
     if flipped.graph is None:

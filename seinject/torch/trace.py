@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 from torch import nn
 
 from .wrappers import compiled_inner
@@ -33,6 +34,7 @@ class LocalGraph:
     error: str | None = None
     calls: int = 0
     shared: bool = False  # the graph came from (or went into) the trace cache: copy before editing
+    concrete_args: dict | None = None  # what trace_module was given: a trace of the other mode needs it too
 
 
 
@@ -45,7 +47,9 @@ class _ShallowTracer(fx.Tracer):
 
 def trace_module(module: nn.Module, path: str = "", concrete_args: dict | None = None) -> LocalGraph:
     """The local graph of one module, or a LocalGraph with the reason tracing failed.
-    concrete_args: parameters traced with these values (defaults a call does not pass).
+    concrete_args: parameters traced with these values (defaults a call does not pass), or lists
+    and tuples of fx's PH (a call passes a list of tensors): the graph then reads that parameter's
+    items by index.
 
     Example:
         >>> trace_module(nn.Sequential(nn.ReLU())).graph is not None
@@ -56,13 +60,41 @@ def trace_module(module: nn.Module, path: str = "", concrete_args: dict | None =
     saved = _attributes(module)
     graph = None
     try:
-        graph = _ShallowTracer().trace(module, concrete_args=concrete_args or None)
+        graph = _ShallowTracer().trace(module, concrete_args=dict(concrete_args) if concrete_args else None)
+        _fold_structured_placeholders(graph, concrete_args or {})
     except Exception as exc:  # any failure of user code under tracing leaves the module out
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return LocalGraph(path, module, None, f"{type(exc).__name__}: {message}"[:300])
+        return LocalGraph(path, module, None, f"{type(exc).__name__}: {message}"[:300],
+                          concrete_args=concrete_args)
     finally:  # a forward that caches on self (`self.scales = ...`) must not keep the tracer's proxies
         _restore_attributes(module, saved, keep=_get_attr_names(graph))
-    return LocalGraph(path, module, graph)
+    return LocalGraph(path, module, graph, concrete_args=concrete_args)
+
+
+def _fold_structured_placeholders(graph: fx.Graph, concrete_args: dict) -> None:
+    """fx gives each item of a list/tuple concrete argument its own placeholder (`x_1`, `x_2`) and
+    flattens the call's arguments with a pytree spec; make that one placeholder `x` read by index,
+    so the graph's code is a plain `forward(self, x)` again."""
+    structured = {name: len(value) for name, value in concrete_args.items() if isinstance(value, (list, tuple))}
+    if not structured:
+        return
+    placeholders = {node.target: node for node in graph.nodes if node.op == "placeholder"}
+    anchor = [node for node in graph.nodes if node.op == "placeholder"][-1]
+    for name, count in structured.items():
+        items = [placeholders[f"{name}_{index}"] for index in range(1, count + 1)]
+        with graph.inserting_before(items[0]):
+            whole = graph.placeholder(name)
+        for index, item in enumerate(items):
+            with graph.inserting_after(anchor):
+                anchor = graph.call_function(operator.getitem, (whole, index))
+            item.replace_all_uses_with(anchor)
+        for item in items:
+            graph.erase_node(item)
+    out_spec = getattr(getattr(graph._codegen, "pytree_info", None), "out_spec", None)
+    if out_spec is not None:  # the output node holds the flat leaves: give it the structure back
+        output = next(node for node in reversed(graph.nodes) if node.op == "output")
+        output.args = (pytree.tree_unflatten(list(pytree.tree_leaves(output.args[0])), out_spec),)
+    graph._codegen = fx.graph.CodeGen()
 
 
 def _attributes(module: nn.Module) -> tuple[dict, dict, dict]:
@@ -170,7 +202,8 @@ def reusable(lg: LocalGraph) -> bool:
 
 
 def record_shapes(model: nn.Module, example_inputs: Any, calls: dict[int, int] | None = None) -> dict[str, dict]:
-    """Input and output shapes of every module's first call, from one forward pass; `calls`, when
+    """Input and output shapes of every module's first call (and, under "lists", (is a list, length)
+    for each input that is a list or tuple of tensors), from one forward pass; `calls`, when
     given, receives how often each module ran in that pass (by id: an untraceable forward can call a
     submodule, or a submodule's child, more often than the trace shows).
 
@@ -187,11 +220,17 @@ def record_shapes(model: nn.Module, example_inputs: Any, calls: dict[int, int] |
     def shape_of(value: Any):
         return tuple(value.shape) if isinstance(value, torch.Tensor) else None
 
+    def list_layout(value: Any):  # a list/tuple of tensors: its type and length, for tracing that call
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            return (type(value) is list, len(value))
+        return None
+
     handles = []
     for path, module in model.named_modules():
         def pre(mod, inputs, path=path):
             counts[id(mod)] = counts.get(id(mod), 0) + 1
-            shapes.setdefault(path, {"in": [shape_of(t) for t in inputs], "out": None})
+            shapes.setdefault(path, {"in": [shape_of(t) for t in inputs], "out": None,
+                                     "lists": [list_layout(t) for t in inputs]})
 
         def post(mod, inputs, output, path=path):
             if shapes[path]["out"] is None:

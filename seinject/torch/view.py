@@ -20,6 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import dis
+import functools
+import inspect
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.fx._symbolic_trace import PH
 
 from ..graph.site import Skip
 from ..graph.view import GraphView, RawOp
@@ -64,7 +68,11 @@ class TorchGraph:
 
 
 class _Struct(tuple):
-    """A tuple/list of values returned by an inlined module."""
+    """A tuple of values (a module's returned tuple, an fx literal)."""
+
+
+class _ListStruct(_Struct):
+    """A list of values: kept apart from a tuple, a forward may branch on `isinstance(x, list)`."""
 
 
 class _Const:
@@ -143,6 +151,9 @@ class _Builder:
 
     def expand_root(self, path: str, module: nn.Module) -> None:
         lg = self.local(path, module)
+        lists = _recorded_lists(module, self.shapes.get(path, {}).get("lists", []))
+        if lists:  # example_inputs showed this module (called from a forward not traced) gets lists
+            lg = self.graphs[path] = trace_module(module, path, concrete_args=lists)
         if lg.graph is None:
             self.leave_out(lg)
             return
@@ -198,8 +209,12 @@ class _Builder:
         if not leaf:
             child = self.local(path, sub)
             unpassed = _unpassed_defaults(child.graph, node) if child.graph is not None else {}
-            if unpassed:  # `if shortcut is None:` was traced with a proxy: trace again with the defaults
-                child = self.graphs[path] = trace_module(sub, path, concrete_args=unpassed)
+            # `if shortcut is None:` was traced with a proxy: trace again with the defaults; a list
+            # of tensors was traced as one proxy (`if not isinstance(x, list): x = [x]` took the
+            # tensor branch): trace again with a list of that length
+            concrete = {**unpassed, **_structured_arguments(sub, node, env)}
+            if concrete:
+                child = self.graphs[path] = trace_module(sub, path, concrete_args=concrete)
             if child.graph is not None:
                 return self.expand(child, _bind(child.graph, node, env))
             self.leave_out(child)
@@ -215,6 +230,8 @@ class _Builder:
         for name in before:
             inputs[:1] = [self.attached_se(carrier, lg, sub, path, name, inputs[:1], locals_[:1])]
         op = self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(path), shape)
+        if attrs.get("fused_act"):  # timm's EvoNorm: the activation, at the same module call
+            op = self.emit(node, lg, "act", {"type": attrs["type"]}, [op], [node], self.unique(f"{path}.act"), shape)
         for name in after:
             op = self.attached_se(node, lg, sub, path, name, [op], [node])
         return op
@@ -321,8 +338,70 @@ def _value(arg: Any, env: dict) -> Any:
     if isinstance(arg, fx.Node):
         return env.get(arg)
     if isinstance(arg, (list, tuple)):
-        return _Struct(_value(a, env) for a in arg)
+        return (_ListStruct if isinstance(arg, list) else _Struct)(_value(a, env) for a in arg)
     return arg
+
+
+def _recorded_lists(module: nn.Module, layouts: list) -> dict:
+    """{parameter: [PH, ...]} for the positional inputs the shape pass saw as lists/tuples of tensors."""
+    if not any(layouts) or _may_mutate_lists(type(module).forward):
+        return {}
+    names = _positional_names(module)
+    return {name: ([PH] * n if is_list else (PH,) * n)
+            for name, layout in zip(names, layouts) if layout for is_list, n in [layout]}
+
+
+def _positional_names(module: nn.Module) -> list[str]:
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    names = []
+    for parameter in parameters:
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(parameter.name)
+    return names
+
+
+@functools.lru_cache(maxsize=None)
+def _may_mutate_lists(function: Any) -> bool:
+    """Whether a forward's own code calls a list-mutating method or assigns/deletes an item
+    (`xs.append(y)`, `xs[0] = y`): traced with a list of placeholders, such changes to the caller's
+    list would happen at trace time only."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return True
+    return any(ins.opname in ("STORE_SUBSCR", "DELETE_SUBSCR")
+               or (ins.opname in ("LOAD_METHOD", "LOAD_ATTR") and ins.argval in _LIST_MUTATIONS)
+               for ins in dis.get_instructions(code))
+
+
+def _structured_arguments(module: nn.Module, call: fx.Node, env: dict) -> dict:
+    """{parameter: [PH, PH, ...]} for each argument of a call that is a list or tuple of tensors, as
+    trace_module's concrete_args: the child is then traced for the structure it is called with."""
+    values = [_value(a, env) for a in (*call.args, *call.kwargs.values())]
+    if not any(isinstance(v, _Struct) for v in values) or _may_mutate_lists(type(module).forward):
+        return {}  # a list traced as items would lose the forward's appends to the caller's list
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    out: dict = {}
+    positional = list(call.args)
+    for parameter in parameters:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            break
+        if positional:
+            value = _value(positional.pop(0), env)
+        elif parameter.name in call.kwargs:
+            value = _value(call.kwargs[parameter.name], env)
+        else:
+            continue
+        if isinstance(value, _Struct) and value and all(isinstance(item, str) for item in value):
+            leaves = [PH] * len(value)
+            out[parameter.name] = leaves if isinstance(value, _ListStruct) else tuple(leaves)
+    return out
 
 
 def _inputs(node: fx.Node, env: dict) -> tuple[list, list]:
