@@ -4,20 +4,20 @@
                                               [--workers 2] [--json docs/coverage/catalogue.json]
                                               [--md docs/coverage/catalogue.md]
 
-For every model (every N-th with --every): build it with random weights (no downloads; drawn by
-benchmarks/cheap_init.py at each initialiser's scale, for speed); exclude it when it is not a CNN
-(no conv layer, or convs only as a patch embedding: fewer than 3 conv layers, the ViT family); run
-it once; trace it once and match the built-in rules on that trace in a fixed order; apply the first
-that finds sites (in place: a large model is not copied) and run it again. A model that no rule
-fits is excluded when it has no conv block at all (benchmarks/rules/conv_chain.yaml: no conv →
-[norm →] act chain; its convs embed or downsample tokens for attention, an MLP or an LSTM), else it
-counts as "no sites". Records per model: the rule, sites, max |Δ| of the outputs at identity (eval
-mode), whether the model kept its class, parts left out with reasons, apply time; the reason for
-models excluded (not a CNN, does not build or run on CPU within --seconds) and for failures (an
-exception from seinject, outputs that differ). Classification models run at 128×128 (convolutional
-nets take any size; a model that refuses it runs at its own configured size). Models are checked by
---workers processes with one thread each; results are written after every model, so an interrupted
-run keeps what it measured.
+For every model (every N-th with --every): trace its structure once (timm models on the meta device:
+no weights, no time) and match the built-in rules on that trace in a fixed order; the first that
+finds sites is the model's rule. A model that no rule fits is excluded as not a CNN when it has no
+conv block either: no conv → [norm →] act chain (benchmarks/rules/conv_chain.yaml; ViTs and other
+transformers, MLP and LSTM mixers whose convs only embed, pool or downsample tokens); with a conv
+block it counts as "no sites". Then build the model with random weights (no downloads; drawn by
+benchmarks/cheap_init.py at each initialiser's scale, for speed), run it, apply the rule in place (a
+large model is not copied) and run it again. Records per model: the rule, sites, max |Δ| of the
+outputs at identity (eval mode), whether the model kept its class, parts left out with reasons,
+apply time; the reason for models excluded (not a CNN, does not build or run on CPU within
+--seconds) and for failures (an exception from seinject, outputs that differ). Classification models
+run at 128×128 (convolutional nets take any size; a model that refuses it runs at its own configured
+size). Models are checked by --workers processes with one thread each; results are written after
+every model, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -91,21 +91,13 @@ def build(source: str, name: str):
         kwargs["weights_backbone"] = None  # else torchvision fetches ImageNet weights for the backbone
     model = tvm.get_model(name, **kwargs) if family == "" else getattr(module, name)(**kwargs)
     if family == "video":
-        return model, torch.randn(1, 3, 16 if name.startswith(("mvit", "s3d")) else 8, 112 if not name.startswith(("mvit", "swin3d")) else 224, 112 if not name.startswith(("mvit", "swin3d")) else 224)
+        frames = 16 if name.startswith(("mvit", "s3d")) else 8
+        side = 224 if name.startswith(("mvit", "swin3d", "s3d")) else 112  # S3D ends in a 7×7 average pool
+        return model, torch.randn(1, 3, frames, side, side)
     if family == "detection":
         return model, [torch.rand(3, 160, 160)]
     size = 299 if name == "inception_v3" else 224
     return model, torch.randn(1, 3, size, size)
-
-
-def _is_attention(module: torch.nn.Module) -> bool:
-    """Self-attention layers by class (torch's MultiheadAttention, timm's and torchvision's *Attention)."""
-    name = type(module).__name__
-    return isinstance(module, torch.nn.MultiheadAttention) or name.endswith(("Attention", "Attention2d", "Attn"))
-
-
-def _not_a_cnn(convs: int) -> str:
-    return "not a CNN: no conv layer" if not convs else f"not a CNN: {convs} conv layer(s), a patch embedding"
 
 
 def _small(x: torch.Tensor) -> torch.Tensor:
@@ -121,27 +113,49 @@ def tensors(out) -> list[torch.Tensor]:
     return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
 
 
+def survey(model: torch.nn.Module) -> tuple[str | None, str | None]:
+    """(why the model is excluded, or None; the first built-in rule that finds sites, or None), from
+    one trace of its structure (a model on the meta device will do). A model that some rule finds
+    sites in is checked; one that none does is excluded when it has no conv block either (no conv →
+    [norm →] act chain, benchmarks/rules/conv_chain.yaml), and counts as "no sites" when it has one."""
+    convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+    if not convs:
+        return "not a CNN: no conv layer", None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        view = build_view(model).view
+        rule = next((r for r in RULES if match(resolve_rule(r, {}), view).sites), None)
+        if rule is None and not match(resolve_rule(str(CHAIN_RULE), {}), view).matched:
+            return (f"not a CNN: {convs} conv layer(s), no conv → [norm →] act chain and no site for any rule "
+                    "(the convs embed, pool or downsample tokens)"), None
+    return None, rule
+
+
 def check(source: str, name: str, seconds: int) -> dict:
     row: dict = {"source": source, "model": name}
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(seconds)
     try:
-        if source == "timm":  # architecture only (no weights, no time): is it a CNN at all?
+        surveyed = None
+        if source == "timm":  # the architecture on the meta device (no weights, no time): a CNN at all?
             import timm
 
             with torch.device("meta"):
                 skeleton = timm.create_model(name, pretrained=False)
-            convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in skeleton.modules())
+            surveyed = survey(skeleton)
             del skeleton
-            if convs < 3:
-                return {**row, "status": "excluded", "why": _not_a_cnn(convs)}
+            if surveyed[0]:
+                return {**row, "status": "excluded", "why": surveyed[0]}
         torch.manual_seed(0)
         with cheap_init():  # random weights at each initialiser's scale, without the RNG's cost
             model, x = build(source, name)
         model.eval()
-        convs = sum(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
-        if convs < 3:
-            return {**row, "status": "excluded", "why": _not_a_cnn(convs)}
+        not_a_cnn, rule = surveyed or survey(model)
+        if not_a_cnn:
+            return {**row, "status": "excluded", "why": not_a_cnn}
+        if rule is None:
+            return {**row, "status": "no sites", "why": "no built-in rule finds a site, though it has a conv → "
+                    "[norm →] act chain"}
         args = (_small(x) if source in ("timm", "torchvision") else x,)
         try:
             with torch.no_grad():
@@ -153,37 +167,22 @@ def check(source: str, name: str, seconds: int) -> dict:
         original = type(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            view = build_view(model).view  # one trace: every rule is matched on the same view
-            rule = next((r for r in RULES if match(resolve_rule(r, {}), view).sites), None)
-            chains = match(resolve_rule(str(CHAIN_RULE), {}), view).matched
-            del view
-            if rule is not None:
-                start = time.perf_counter()
-                new = seinject.apply(model, rule, inplace=True)  # in place: no copy of a large model
-                row["apply_s"] = round(time.perf_counter() - start, 3)
-        if rule is not None:
-            report = seinject.report(new)
-            with torch.no_grad():
-                after = tensors(new(*args))
-            diff = max((float((a.double() - b.double()).abs().max()) for a, b in zip(after, before)
-                        if a.shape == b.shape and a.numel()), default=0.0)
-            same = len(after) == len(before) and all(a.shape == b.shape for a, b in zip(after, before))
-            row.update(rule=rule, sites=len(report), max_diff=diff if same else None,
-                       same_class=isinstance(new, original),
-                       left_out=[f"{p.name}: {p.reason[:120]}" for p in report.left_out])
-            row["status"] = "ok" if same and diff == 0.0 else "differs"
-            if not len(report):
-                row.update(status="no sites", why=f"{rule} found sites; the splice skipped every one")
-            return row
-        attention = sorted({type(m).__name__ for m in model.modules() if _is_attention(m)})
-        if attention:
-            return {**row, "status": "excluded", "why": "not a CNN: a transformer whose convs embed or pool "
-                    f"tokens, no conv → norm/act chain ({', '.join(attention[:3])})"}
-        if not chains:
-            return {**row, "status": "excluded", "why": "not a CNN: no conv → act or conv → norm → act chain "
-                    "(its convs only embed or downsample tokens)"}
-        return {**row, "status": "no sites", "why": f"no built-in rule matched, though it has {chains} conv → "
-                "[norm →] act chain(s)"}
+            start = time.perf_counter()
+            new = seinject.apply(model, rule, inplace=True)  # in place: no copy of a large model
+            row["apply_s"] = round(time.perf_counter() - start, 3)
+        report = seinject.report(new)
+        with torch.no_grad():
+            after = tensors(new(*args))
+        diff = max((float((a.double() - b.double()).abs().max()) for a, b in zip(after, before)
+                    if a.shape == b.shape and a.numel()), default=0.0)
+        same = len(after) == len(before) and all(a.shape == b.shape for a, b in zip(after, before))
+        row.update(rule=rule, sites=len(report), max_diff=diff if same else None,
+                   same_class=isinstance(new, original),
+                   left_out=[f"{p.name}: {p.reason[:120]}" for p in report.left_out])
+        row["status"] = "ok" if same and diff == 0.0 else "differs"
+        if not len(report):
+            row.update(status="no sites", why=f"{rule} found sites on the structure; the splice skipped every one")
+        return row
     except Timeout:
         return {**row, "status": "excluded", "why": f"over {seconds} s on CPU"}
     except seinject.SEInjectError as exc:
@@ -229,6 +228,7 @@ def main() -> None:
     parser.add_argument("--merge", nargs="*", default=[],
                         help="only re-summarise: read these JSON files (later rows replace earlier ones of the "
                              "same model) and write --json and --md")
+    parser.add_argument("--runs", nargs="*", default=[], help="with --merge: one line per run, for the header")
     args = parser.parse_args()
     if args.merge:
         merged: dict = {}
@@ -237,8 +237,8 @@ def main() -> None:
                 merged[(row["source"], row["model"])] = row
         rows = list(merged.values())
         write(Path(args.json), json.dumps(rows, indent=1))
-        write(Path(args.md), f"# Catalogue coverage\n\nMerged from {len(args.merge)} run(s) of "
-                             f"`benchmarks/catalogue.py`.\n\n" + summary(rows))
+        runs = "\n".join(f"- {line}" for line in args.runs) or f"{len(args.merge)} run(s) of `benchmarks/catalogue.py`"
+        write(Path(args.md), f"# Catalogue coverage\n\nMerged from:\n{runs}\n\n" + summary(rows))
         return
     entries = []
     if "torchvision" in args.source:
