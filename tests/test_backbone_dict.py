@@ -21,33 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import seinject
+from tests.models.control_flow import ResidualBlock as BasicBlock  # torchvision's, out += identity
 
 RULES = ["after_residual", "residual_branch"]
 BLOCKS = 6  # 3 stages x 2 residual blocks
-
-
-class BasicBlock(nn.Module):
-    """torchvision's ResNet BasicBlock, written the same way (out += identity)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ResNet(nn.Module):
@@ -159,15 +137,6 @@ def make_backbone() -> BackboneWithFPN:
 
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions: one torch thread (two spin against each other on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def rewritten(model: BackboneWithFPN, rule: str, target: str) -> tuple[BackboneWithFPN, nn.Module]:

@@ -19,13 +19,7 @@ TINY = study.Config(seeds=2, pretrain_steps=30, pretrain_warmup=5, steps=10, war
                     batch_size=64, timing_repeats=2, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """As the study runs (--threads 1): on a busy 2-core machine more threads make these small steps far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the study runs (--threads 1)
 
 
 @pytest.fixture(scope="module")

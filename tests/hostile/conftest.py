@@ -15,7 +15,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-import torch
 
 from seinject.cli import main
 
@@ -65,9 +64,6 @@ def cli(capsys):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread per test module: small convs run several times faster, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Every hostile-input test module runs with one torch thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(before)
