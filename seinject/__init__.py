@@ -34,7 +34,7 @@ __all__ = [
     "Rule", "SEConfig", "SEInjectError", "ConfigError", "RuleError", "RuleNotFoundError",
     "ModelError", "NoSitesError", "SEInjectWarning", "UsageError", "UnsafeModelError", "VerificationError", "onnx",
     "se_modules", "se_parameters", "mark_trainable", "print_trainable_parameters",
-    "state_dict", "save", "load", "CheckpointError", "excitations", "fold",
+    "state_dict", "save", "load", "CheckpointError", "excitations", "fold", "register_se_class",
 ]
 
 
@@ -91,6 +91,26 @@ def remove(model: Any, *, inplace: bool = False, blocks: "list[str] | None" = No
     from .torch.api import remove as _remove
 
     return _remove(model, inplace=inplace, blocks=blocks)
+
+
+def register_se_class(*classes: Any) -> None:
+    """Count modules of these classes (nn.Module subclasses or class names) as SE blocks a model already
+    has: rules skip the sites they scale and never put blocks inside them. Channel attention of the
+    form x · gate(f(pool(x))) is recognised by its structure whatever its class is called; this is
+    for attention modules of other forms.
+
+    Example:
+        >>> import torch.nn as nn, seinject
+        >>> class MyAttention(nn.Module):
+        ...     def forward(self, x): return x * x.amax(dim=1, keepdim=True).sigmoid()
+        >>> seinject.register_se_class(MyAttention)
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), MyAttention())
+        >>> [(s.name, s.reason) for s in seinject.plan(net, rule="conv_block").skipped]
+        [('1', 'already has SE')]
+    """
+    from .torch.kinds import register_se_class as _register
+
+    _register(*classes)
 
 
 def report(model: Any) -> "ApplyReport | None":

@@ -68,11 +68,33 @@ def test_channels_flow_through_concat_and_channels_last_permutes():
     assert not view.is_feature_map("flat")
 
 
-def test_depth_counts_downsampling_and_depthwise_is_recognised():
+def test_levels_count_downsampling_and_depthwise_is_recognised():
+    """Each stride-2 step of a 2-D map quarters the positions: level += 2 (log2 of the stride's product)."""
     ops = [X, conv("c1", "x", stride=2), conv("dw", "c1", groups=8), op("p", "pool", "dw", stride=(2, 2))]
     view = GraphView(ops)
-    assert [view.node(n).depth for n in ("x", "c1", "dw", "p")] == [0, 1, 1, 2]
+    assert [view.node(n).level for n in ("x", "c1", "dw", "p")] == [0, 2, 2, 4]
+    assert {view.node(n).origin for n in ("x", "c1", "dw", "p")} == {"abs"}  # x's shape is known
     assert view.node("dw").depthwise and not view.node("c1").grouped
+
+
+def test_upsample_takes_levels_off_and_an_opaque_op_starts_a_new_origin():
+    """FPN/YOLO necks: an upsample by 2 brings a map back to the level of the one it is concatenated with;
+    after a module seinject could not trace, levels count from that module (its effect is unknown)."""
+    x = RawOp("x", "input", "x", [])
+    ops = [x, conv("c1", "x", stride=2), conv("c2", "c1", stride=2), op("up", "other", "c2", upsample=(2.0,)),
+           op("cat", "concat", "up", "c1", channel_concat=True), op("box", "other", "cat", opaque=True),
+           conv("c3", "box", stride=2)]
+    view = GraphView(ops)
+    assert view.node("cat").level == view.node("c1").level == 2 and view.node("cat").origin == "x"
+    assert (view.node("c3").origin, view.node("c3").level) == ("box", 2)
+
+
+def test_values_from_a_global_pool_are_squeezed_until_they_scale_a_map():
+    """x · sigmoid(conv(pool(x))): the pooled branch is a vector, the product a feature map again."""
+    ops = [X, op("p", "pool", "x", fn="adaptive_avg_pool", global_pool=True), conv("fc", "p"),
+           op("g", "act", "fc", fn="sigmoid"), op("m", "mul", "x", "g")]
+    view = GraphView(ops)
+    assert [view.node(n).squeezed for n in ("x", "p", "fc", "g", "m")] == [False, True, True, True, False]
 
 
 def test_channel_splits_keep_channel_counts():

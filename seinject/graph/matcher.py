@@ -24,13 +24,14 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..rule.config import SEConfig
 from ..rule.gates import SPECS
 from ..rule.patterns import matching_names
 from ..rule.schema import OpSpec, Rule
 from .layout import CL, NC
+from .resolution import stage_numbers
 from .site import Site, Skip
 from .view import GraphView
 
@@ -181,6 +182,9 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
         label = view.node(shown[0] if shown else entry[0]).name
     if already:
         return Skip(name=label, reason="already has SE")
+    if view.node(node).squeezed:
+        return Skip(name=label, reason="the value is a globally pooled N×C×1×1 vector (the squeeze of a "
+                    "channel-attention branch, or a head), not a feature map")
     channels = view.node(node).channels if view.is_feature_map(node) else None
     if channels is None:
         return Skip(name=label, reason="channel count unknown: the value is not seen as an N×C×… feature map (it "
@@ -194,8 +198,8 @@ def _place(rule: Rule, view: GraphView, chain: list, se: SEConfig):
     site = Site(name=label, rule=rule.name, position=position, node=node, consumers=consumers,
                 channels=channels, hidden=se.hidden_channels(channels),
                 params=se.added_parameters(channels, rank or 2), stage=0, spatial_rank=rank)
-    anchor_depth = data.depth if position != "after" else view.node(node).depth
-    return site, anchor_depth
+    anchor = data if position != "after" else view.node(node)
+    return site, (anchor.origin, anchor.level)
 
 
 def _past_noops(view: GraphView, node: str) -> list[str]:
@@ -233,18 +237,11 @@ def _all_se(view: GraphView, nodes: list[str]) -> bool:
     return bool(nodes) and all(view.node(n).kind == "se" for n in nodes)
 
 
-def _with_stages(placed: list[tuple[Site, int]]) -> list[Site]:
-    """Stage k = the k-th distinct downsampling depth among the matched sites (1-based)."""
-    depths = sorted({depth for _, depth in placed})
-    rank = {depth: i + 1 for i, depth in enumerate(depths)}
-    out = [_replace_stage(site, rank[depth]) for site, depth in placed]
-    return out
-
-
-def _replace_stage(site: Site, stage: int) -> Site:
-    from dataclasses import replace
-
-    return replace(site, stage=stage)
+def _with_stages(placed: list[tuple[Site, tuple]]) -> list[Site]:
+    """Stage k = the k-th resolution among the matched sites (1-based), None where resolutions cannot
+    be compared (seinject.graph.resolution.stage_numbers)."""
+    stages = stage_numbers([level for _, level in placed])
+    return [replace(site, stage=stage) for (site, _), stage in zip(placed, stages)]
 
 
 # -- filters ----------------------------------------------------------------------------
@@ -258,6 +255,11 @@ def _apply_filters(rule: Rule, view: GraphView, sites: list[Site], skipped: list
             skipped.append(Skip(name=site.name, reason=bound))
             continue
         if f.outside_residual and view.node(site.node).in_residual:
+            continue
+        if f.stages is not None and site.stage is None:
+            skipped.append(Skip(name=site.name, reason="stage unknown: its resolution cannot be compared with the "
+                                "other sites' (a part of the model before it was not traced; example_inputs= "
+                                "gives every module's shapes)"))
             continue
         if f.stages is not None and site.stage not in f.stages:
             continue

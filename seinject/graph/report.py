@@ -97,9 +97,10 @@ class Plan(_Rows):
         """Sites as an aligned text table."""
         return sites_table(self.sites)
 
-    def summary_lines(self) -> list[str]:
-        """Why nothing matched, skipped matches and parts left out, one line each."""
-        return _summary_lines(self, self.skipped)
+    def summary_lines(self, grouped: bool = False) -> list[str]:
+        """Why nothing matched, skipped matches and parts left out, one line each (grouped: one line per
+        reason, naming its first three)."""
+        return _summary_lines(self, self.skipped, grouped)
 
     def __str__(self) -> str:
         head = f"rule {self.rule}: {len(self.sites)} site(s), +{self.added_params:,} params"
@@ -194,9 +195,10 @@ class ApplyReport(_Rows):
         diff = "n/a" if self.max_abs_diff is None else f"{self.max_abs_diff:.3g}"
         return f"{'verified' if self.verified else 'VERIFICATION FAILED'}: max |new - old| = {diff}" + note
 
-    def summary_lines(self) -> list[str]:
-        """Why nothing matched, every skipped site (plan and splice) and every part left out, one line each."""
-        return _summary_lines(self.plan, self.skipped)
+    def summary_lines(self, grouped: bool = False) -> list[str]:
+        """Why nothing matched, every skipped site (plan and splice) and every part left out, one line each
+        (grouped: one line per reason, naming its first three)."""
+        return _summary_lines(self.plan, self.skipped, grouped)
 
     def to_dict(self) -> dict:
         """JSON-ready summary: the plan's keys, with "sites" the inserted blocks, plus the outcome."""
@@ -242,14 +244,35 @@ class ApplyReport(_Rows):
         return [block.site for block in self.inserted]
 
 
-def _summary_lines(plan: Plan, skipped: list[Skip]) -> list[str]:
+def _summary_lines(plan: Plan, skipped: list[Skip], grouped: bool = False) -> list[str]:
     lines = []
     if not plan.sites:
         lines.append(f"rule {plan.rule!r} matched no site"
                      + (f" ({plan.matched} pattern matches, all skipped)" if plan.matched else ""))
-    lines += [f"skipped {skip.name}: {skip.reason}" for skip in skipped]
-    lines += [f"left out {part.name}: {part.reason}" for part in plan.left_out]
+    lines += _lines("skipped", skipped, grouped)
+    lines += _lines("left out", plan.left_out, grouped)
     return lines
+
+
+def _lines(verb: str, items: list[Skip], grouped: bool) -> list[str]:
+    """One line per item, or (grouped) one line per reason naming its first items.
+
+    Example:
+        >>> _lines("skipped", [Skip(name=n, reason="r") for n in "abcde"], grouped=True)
+        ['skipped a, b, c and 2 more: r']
+    """
+    if not grouped:
+        return [f"{verb} {item.name}: {item.reason}" for item in items]
+    by_reason: dict[str, list[str]] = {}
+    for item in items:
+        by_reason.setdefault(_general(item.reason, item.name), []).append(item.name)
+    return [f"{verb} {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}: {reason}"
+            for reason, names in by_reason.items()]
+
+
+def _general(reason: str, name: str) -> str:
+    """A reason with the item's own name taken out, so items failing alike group together."""
+    return reason.replace(repr(name), "it").replace(name, "it") if name else reason
 
 
 def _added_macs(sites: list[Site]) -> int:

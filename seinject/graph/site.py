@@ -25,7 +25,8 @@ class Site:
 
     name: qualified name of the op the SE block follows (for branch_start: precedes).
     node: view id of the value SE scales; consumers: view ids that will read the SE
-    output instead (None: every consumer of node). macs: multiply-accumulates per
+    output instead (None: every consumer of node). stage: the k-th resolution among the rule's
+    sites, None when seinject cannot prove it (seinject.graph.resolution). macs: multiply-accumulates per
     sample the block adds, where the backend counts them and the spatial size is known
     (the ONNX backend), else None. spatial_rank: spatial dims of the scaled value (2 for
     N×C×H×W) when known; gate types defined on some ranks only are skipped elsewhere.
@@ -44,7 +45,7 @@ class Site:
     channels: int
     hidden: int
     params: int
-    stage: int
+    stage: int | None
     macs: int | None = None
     spatial_rank: int | None = None
 

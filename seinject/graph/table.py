@@ -27,7 +27,7 @@ def sites_table(sites: list[Site], labels: list[str] | None = None, label: str =
     labels = labels if labels is not None else [str(i) for i in range(len(sites))]
     with_macs = any(s.macs is not None for s in sites)
     header = (label, "site", "stage", "channels", "hidden", "params") + (("MACs",) if with_macs else ())
-    rows = [(name, s.describe(), str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}")
+    rows = [(name, s.describe(), "?" if s.stage is None else str(s.stage), str(s.channels), str(s.hidden), f"{s.params:,}")
             + ((_count(s.macs),) if with_macs else ()) for name, s in zip(labels, sites)]
     return format_table(header, rows)
 

@@ -1,10 +1,11 @@
 """GraphView: the backend-neutral view of a model's ops, with the facts rules need computed once.
 
 Backends hand over RawOps in topological order; the view turns each into a ViewNode and
-computes, once: layout and channel count of every value (seinject.graph.layout), how many
-downsampling steps precede each op (its depth, for stage selection), depthwise and grouped
-convs, and which additions are residual joins, with their branch, shortcut and split point
-(seinject.graph.joins). The op graph itself is a networkx DiGraph over the node ids.
+computes, once: layout and channel count of every value (seinject.graph.layout), its
+resolution level (seinject.graph.resolution, for stage numbers) and whether it is a globally
+pooled vector, depthwise and grouped convs, and which additions are residual joins, with
+their branch, shortcut and split point (seinject.graph.joins). The op graph itself is a
+networkx DiGraph over the node ids.
 
 Example:
     >>> ops = [RawOp("x", "input", "x", [], shape=(1, 8, 4, 4)),
@@ -25,6 +26,7 @@ import networkx as nx
 from ..rule.kinds import NOT_DATA
 from .joins import Join, classify_join
 from .layout import NC, infer_layout
+from .resolution import infer_resolution, reference_area
 
 
 @dataclass
@@ -56,7 +58,8 @@ class ViewNode:
         "other", or None (unknown). channels: its channel count when known.
         Two facts flow backwards: a conv's unknown input becomes an N×C map with the conv's
         in_channels, and a residual join's unknown inputs take the join's channel count.
-    depth: downsampling steps (stride > 1 convs and pools) on the way from the input.
+    level, origin: the resolution level (log2 of how many times fewer positions than the input)
+        and what it is relative to (seinject.graph.resolution); squeezed: a globally pooled vector.
     grouped, depthwise: for convs (groups > 1; groups == in_channels).
     join: the residual-join record, on adds that join a branch and a shortcut.
     in_residual: the op lies on the branch of some residual join.
@@ -75,7 +78,9 @@ class ViewNode:
     ref: Any = None
     layout: str | None = None
     channels: int | None = None
-    depth: int = 0
+    level: float | None = None
+    origin: str | None = None
+    squeezed: bool = False
     grouped: bool = False
     depthwise: bool = False
     join: Join | None = None
@@ -111,7 +116,11 @@ class GraphView:
         for n in self.order:
             node = self._nodes[n]
             infer_layout(node, [self._nodes[i] for i in node.inputs])
-            _infer_depth(node, self._nodes)
+        reference = reference_area([self._nodes[n] for n in self.order])
+        for n in self.order:
+            node = self._nodes[n]
+            rank = self.spatial_rank(node.inputs[0]) if "upsample" in node.attrs and node.inputs else None
+            infer_resolution(node, [self._nodes[i] for i in node.inputs], reference, rank)
         for n in self.order:
             if self._nodes[n].kind == "add":
                 classify_join(self, self._nodes[n])
@@ -171,10 +180,3 @@ class GraphView:
 
     def __len__(self) -> int:
         return len(self.order)
-
-
-def _infer_depth(node: ViewNode, nodes: dict[str, ViewNode]) -> None:
-    base = max((nodes[i].depth for i in node.inputs), default=0)
-    stride = node.attrs.get("stride")
-    strided = node.kind in ("conv", "pool") and stride is not None and any(s > 1 for s in stride)
-    node.depth = base + int(strided)

@@ -163,7 +163,7 @@ def _rewrite(loaded: LoadedModel, resolved: Rule, input_shapes, seed: int, stric
     where = str(loaded.path) if loaded.path else "the model"
     if not done.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {where}: "
-                   + ("; ".join(report.summary_lines()) or "no match"))
+                   + ("; ".join(report.summary_lines(grouped=True)) or "no match"))
         if strict:
             raise NoSitesError(message)
         warnings.warn(message, SEInjectWarning, stacklevel=stacklevel)

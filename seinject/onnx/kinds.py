@@ -163,8 +163,10 @@ def _pool(node, attrs, constants, shapes, kind):
     fn = POOL_FN[node.op_type]
     if fn in ("max_pool", "avg_pool") and _covers_map(node, attrs, kernel, shapes):
         fn = "adaptive_" + fn
-    return kind, {"fn": fn, "kernel_size": tuple(kernel) if kernel else None,
-                  "stride": tuple(stride) if stride else None}
+    attrs = {"fn": fn, "kernel_size": tuple(kernel) if kernel else None, "stride": tuple(stride) if stride else None}
+    if node.op_type.startswith("Global") or fn.startswith("adaptive_"):
+        attrs["global_pool"] = True
+    return kind, attrs
 
 
 def _covers_map(node, attrs, kernel, shapes) -> bool:
@@ -191,7 +193,7 @@ def _reduce(node, attrs, constants, shapes, kind):
     if sorted(a % rank for a in axes) != list(range(2, rank)):
         return "other", {}
     fn = "adaptive_avg_pool" if node.op_type == "ReduceMean" else "adaptive_max_pool"
-    return "pool", {"fn": fn}
+    return "pool", {"fn": fn, "global_pool": True}
 
 
 def _concat(node, attrs, constants, shapes, kind):

@@ -147,6 +147,11 @@ def load_with_lines(text: str, path: str):
         raise RuleError(f"invalid YAML: {clip(exc.problem or str(exc))}", path, line) from None
     except yaml.YAMLError as exc:
         raise RuleError(f"invalid YAML: {clip(str(exc))}", path) from None
+    except RuleError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:  # an explicit tag on a value it cannot convert
+        raise RuleError(f"invalid YAML value: {clip(str(exc))} (an explicit tag such as !!float on a value "
+                        "of another type?)", path) from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -31,7 +31,7 @@ from ..suggest import clip, closest, short
 from .install import keep_across_copies, restore, restore_blocks
 from .training import se_modules
 from .splice import splice
-from .verify import compare, outputs
+from .verify import compare, failure_cause, outputs
 from .view import TorchGraph, build_view
 from .wrappers import check_restorable, check_rewritable, compiled_inner
 
@@ -94,7 +94,7 @@ def apply(model: nn.Module, rule: "str | Rule" = "after_residual", *, inplace: b
         _verify(target, before, example_inputs, report, inplace)
     if not report.inserted:
         message = (f"rule {resolved.name!r} inserted no SE block into {type(model).__name__}: "
-                   + ("; ".join(report.summary_lines()) or "no match"))
+                   + ("; ".join(report.summary_lines(grouped=True)) or "no match"))
         if strict:
             raise NoSitesError(message)
         warnings.warn(message, SEInjectWarning, stacklevel=3)
@@ -127,10 +127,9 @@ def _verify(target: nn.Module, before: list, example_inputs: Any, report: ApplyR
         except SEInjectError:
             raise
         except Exception as exc:  # the rewritten forward does not run: never hand that model back
+            cause = failure_cause(target, example_inputs, se_modules(target))
             raise VerificationError(f"{type(target).__name__}: the rewritten model fails on example_inputs "
-                                    f"({type(exc).__name__}: {clip(str(exc))}); a forward that branches on "
-                                    "its inputs' Python types can be traced down the wrong branch: exclude "
-                                    "that module (exclude=...) and please report the model") from exc
+                                    f"({type(exc).__name__}: {clip(str(exc))}); {cause}") from exc
         report.max_abs_diff = compare(before, after, exact=identity, where=type(target).__name__)
     except BaseException:
         if inplace:

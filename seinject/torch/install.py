@@ -44,6 +44,9 @@ ORIGINAL_CLASS = "_seinject_original_class"
 SE_NAMES = "_seinject_se_names"
 ATTACHED = "_seinject_attached"      # ([names run on the input], [names run on the output])
 INSERTED = "_seinject_inserted"      # on every block seinject inserts
+# a rewritten forward whose blocks all act on its input or output: ([on the input], [on the output])
+AROUND = "_seinject_around"
+REPLACED = "_seinject_replaced_forward"  # the instance forward the rewrite was traced from
 _PRESERVED = "_user_preserved_attributes"  # GraphModule.meta key: attributes deepcopy sets again
 
 # Rewritten classes, shared by every instance whose forward compiles to the same code
@@ -94,7 +97,8 @@ class Recipe:
 
     def _build(self) -> type:
         original = self.original
-        body = {"__module__": original.__module__, "__reduce_ex__": _reduce_ex, "_seinject_recipe": self}
+        body = {"__module__": original.__module__, "__reduce_ex__": _reduce_ex, "_seinject_recipe": self,
+                "__setattr__": _setattr}
         if self.sources:
             name = original.__name__
             forwards = [_compile(src, _resolve(g), name) for src, g in zip(self.sources, self.globals)]
@@ -145,20 +149,87 @@ def _compile(src: str, namespace: dict, owner: str):
     return namespace["forward"]
 
 
-def install(module: nn.Module, graphs: list[fx.Graph], names: list[str]) -> None:
-    """Give the module the forward of `graphs` (one per traced mode) on a rewritten class."""
+def _setattr(self, name: str, value) -> None:
+    """A rewritten module keeps its blocks when a forward is assigned to it later: ultralytics' `fuse()`
+    sets `m.forward = m.forward_fuse` on every Conv. The assigned forward runs with the module's
+    blocks around it when they all act on the forward's input or output (seinject's blocks after a
+    conv → norm → act chain do); a module with a block inside its forward refuses the assignment
+    with a ModelError naming the blocks. Other attributes are set as the original class sets them.
+
+    Example:
+        >>> import torch
+        >>> relu = nn.ReLU()
+        >>> relu.add_module("se", nn.Identity())
+        >>> attach(relu, "se", before=False)
+        >>> relu.forward = lambda x: x * 2  # the blocks stay around it
+        >>> relu(torch.tensor([-1.0])).tolist(), type(relu.forward).__name__
+        ([-2.0], 'Around')
+    """
+    if name == "forward" and not isinstance(value, (nn.Module, Around)):
+        if _blocks_around(self) is None:
+            raise ModelError(f"cannot replace the forward of this {type(self).__name__}: seinject put the SE "
+                             f"block(s) {self.__dict__.get(SE_NAMES)} inside it, and the new forward would run "
+                             "without them; replace or fuse the forward before seinject.apply, or remove the blocks")
+        value = Around(self, value)
+    type(self).__dict__["_seinject_recipe"].original.__setattr__(self, name, value)
+
+
+class Around:
+    """A forward assigned to a rewritten module, run with the module's blocks on its input and output.
+
+    A small class, not a closure: copying the module (deepcopy, pickle) copies it with the module.
+
+    Example:
+        >>> relu = nn.ReLU()
+        >>> relu.add_module("se", nn.Identity()); attach(relu, "se", before=False)
+        >>> Around(relu, relu.forward).override.__name__
+        'forward'
+    """
+
+    def __init__(self, module: nn.Module, override) -> None:
+        self.module = module
+        self.override = override
+
+    def __call__(self, *args, **kwargs):
+        before, after = _blocks_around(self.module)
+        blocks = self.module._modules
+        for name in before:
+            args = (blocks[name](args[0]),) + args[1:]
+        out = self.override(*args, **kwargs)
+        for name in after:
+            out = blocks[name](out)
+        return out
+
+
+def _blocks_around(module: nn.Module):
+    """([blocks on the input], [blocks on the output]) of a rewritten module, None when one is inside."""
+    if ATTACHED in module.__dict__:
+        return module.__dict__[ATTACHED]
+    return module.__dict__.get(AROUND)
+
+
+def install(module: nn.Module, graphs: list[fx.Graph], names: list[str], around=None) -> None:
+    """Give the module the forward of `graphs` (one per traced mode) on a rewritten class; `around`:
+    ([names on the input], [names on the output]) when every block acts there, else None."""
     original = module.__dict__.get(ORIGINAL_CLASS, type(module))
     codes = [graph.python_code(root_module="self") for graph in graphs]
     recipe = Recipe.of(original, codes, module.training if len(codes) > 1 else None)
-    adopt(module, recipe.make(), names)
+    adopt(module, recipe.make(), names, around)
 
 
-def adopt(module: nn.Module, new_class: type, names: list[str]) -> None:
-    """Give the module its rewritten class, remembering the original and the SE names."""
+def adopt(module: nn.Module, new_class: type, names: list[str], around=None) -> None:
+    """Give the module its rewritten class, remembering the original and the SE names. A forward the
+    instance holds (one of its own methods, which the rewrite was traced from) is put away, to come
+    back with `restore`."""
     original = module.__dict__.get(ORIGINAL_CLASS, type(module))
+    held = module.__dict__.pop("forward", None)
+    if held is not None:
+        module.__dict__[REPLACED] = held
     module.__class__ = new_class
     module.__dict__[ORIGINAL_CLASS] = original
     module.__dict__[SE_NAMES] = list(module.__dict__.get(SE_NAMES, [])) + names
+    if ATTACHED not in module.__dict__:
+        module.__dict__[AROUND] = around if len(module.__dict__[SE_NAMES]) == len(names) else None
 
 
 def attach(module: nn.Module, name: str, before: bool) -> None:
@@ -173,8 +244,11 @@ def attach(module: nn.Module, name: str, before: bool) -> None:
         ('ReLU', [0.0, 2.0], 1)
     """
     if ATTACHED not in module.__dict__:
-        adopt(module, Recipe(type(module), (), (), None).make(), [])
+        held = module.__dict__.pop("forward", None)  # an instance forward keeps running, blocks around it
         module.__dict__[ATTACHED] = ([], [])
+        adopt(module, Recipe(type(module), (), (), None).make(), [])
+        if held is not None:
+            module.__dict__["forward"] = Around(module, held)
     module.__dict__[ATTACHED][0 if before else 1].append(name)
     module.__dict__[SE_NAMES].append(name)
 
@@ -312,6 +386,8 @@ def restore_blocks(model: nn.Module, names: "set[str]") -> int:
             sources = tuple(_skip_calls(src, mine) for src in recipe.sources)
             module.__class__ = Recipe(recipe.original, sources, recipe.globals, recipe.traced_training).make()
         module.__dict__[SE_NAMES] = [n for n in module.__dict__[SE_NAMES] if n not in mine]
+        if module.__dict__.get(AROUND) is not None:
+            module.__dict__[AROUND] = tuple([n for n in side if n not in mine] for side in module.__dict__[AROUND])
         for name in mine:
             del module._modules[name]
         removed += len(mine)
@@ -339,8 +415,14 @@ def _restore_module(module: nn.Module) -> int:
             del module._modules[name]
             removed += 1
     module.__dict__.pop(ATTACHED, None)
+    module.__dict__.pop(AROUND, None)
     del module.__dict__[ORIGINAL_CLASS]
+    assigned, replaced = module.__dict__.pop("forward", None), module.__dict__.pop(REPLACED, None)
     module.__class__ = original
+    if isinstance(assigned, Around):  # the forward assigned or held at the rewrite comes back
+        module.__dict__["forward"] = assigned.override
+    elif replaced is not None:
+        module.__dict__["forward"] = replaced
     return removed
 
 

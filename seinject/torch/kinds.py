@@ -16,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+from ..suggest import short
 from .block import SqueezeExcite
+from .calls import GUARDS
 from .gates.base import Gate
 
 # Module class -> (kind, fn), fn from seinject.rule.kinds.FN_NAMES. Looked up along the
@@ -76,14 +79,37 @@ FOREIGN_SE_CLASSES = frozenset({"SqueezeExcitation", "SqueezeExcite", "SEModule"
                                 "LightCbamModule", "GatherExcite", "CoordAttn"})
 
 
+# classes users registered as channel attention (seinject.register_se_class): names and classes
+_REGISTERED: set = set()
+
+
+def register_se_class(*classes: "type | str") -> None:
+    """Count modules of these classes (or class names) as SE the model already has: rules skip sites
+    they already scale and never put blocks inside them. Modules that compute x · gate(f(pool(x)))
+    are recognised by their structure without this; it is for attention modules of other forms.
+
+    Example:
+        >>> class MyAttention(nn.Module):
+        ...     def forward(self, x): return x
+        >>> register_se_class(MyAttention); is_se_module(MyAttention())
+        True
+    """
+    for item in classes:
+        if not (isinstance(item, str) or isinstance(item, type) and issubclass(item, nn.Module)):
+            raise ConfigError(f"register_se_class takes nn.Module classes or class names, got {short(item)}")
+        _REGISTERED.add(item)
+
+
 def is_se_module(module: nn.Module) -> bool:
-    """True for seinject's SqueezeExcite and the SE modules of torchvision and timm.
+    """True for seinject's SqueezeExcite, the SE modules of torchvision and timm, and registered classes.
 
     Example:
         >>> is_se_module(SqueezeExcite(8)), is_se_module(nn.ReLU())
         (True, False)
     """
-    return isinstance(module, Gate) or type(module).__name__ in FOREIGN_SE_CLASSES
+    cls = type(module)
+    return isinstance(module, Gate) or cls.__name__ in FOREIGN_SE_CLASSES or bool(_REGISTERED) and (
+        cls.__name__ in _REGISTERED or any(isinstance(k, type) and isinstance(module, k) for k in _REGISTERED))
 
 
 def is_structural_leaf(module: nn.Module) -> bool:
@@ -136,7 +162,10 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
     found = _module_fn(type(module))
     if found is not None and found[0] == "pool":
         stride = getattr(module, "stride", None)
-        return "pool", {"stride": _tuple(stride) if stride is not None else None, "fn": found[1]}
+        attrs = {"stride": _tuple(stride) if stride is not None else None, "fn": found[1]}
+        if found[1].startswith("adaptive_") and _all_ones(getattr(module, "output_size", None)):
+            attrs["global_pool"] = True
+        return "pool", attrs
     if found is not None and _fused_norm_act(module):
         # the view emits the act op after the norm op (apply_act=False: the norm alone)
         return "norm", {"type": type(module).__name__, "fused_act": getattr(module, "apply_act", True) is not False}
@@ -150,7 +179,26 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
         return "identity", {}
     if isinstance(module, (nn.Flatten, nn.Unflatten)):
         return "reshape", {}
+    if isinstance(module, nn.Upsample):  # UpsamplingNearest2d and UpsamplingBilinear2d too
+        return "other", {"type": type(module).__name__, "upsample": _upsample(module.scale_factor, module.size)}
     return "other", {"type": type(module).__name__}
+
+
+def _all_ones(size: Any) -> bool:
+    """An adaptive pool's output_size of 1 in every dim (None keeps that dim: not global)."""
+    sizes = _tuple(size) if isinstance(size, (int, tuple, list)) else None
+    return bool(sizes) and all(s == 1 for s in sizes)
+
+
+def _upsample(scale: Any, size: Any) -> Any:
+    """An upsample's factor per dim ((2,) for a scalar 2), or "size" when it resizes to a fixed size."""
+    if size is not None:
+        return "size"
+    if isinstance(scale, (int, float)):
+        return (float(scale),)
+    if isinstance(scale, (tuple, list)) and all(isinstance(s, (int, float)) for s in scale):
+        return tuple(float(s) for s in scale)
+    return "size"
 
 
 def _tuple(value: Any) -> tuple[int, ...]:
@@ -197,6 +245,9 @@ _FUNCTIONS: dict[Any, tuple[str, str | None]] = {
     torch.flatten: ("reshape", None), torch.reshape: ("reshape", None), torch.permute: ("reshape", None),
     torch.transpose: ("reshape", None), F.linear: ("linear", None), getattr: ("shape", None),
     torch.chunk: ("split", None), torch.split: ("split", None),
+    F.pad: ("identity", None),  # a pad of zeros everywhere (Hugging Face's TF padding of a 1×1 conv); else other
+    # the checks a rewritten forward makes on the values its trace fixed: they read no tensor data
+    **{guard: ("shape", None) for guard in GUARDS},
 }
 if hasattr(torch, "concatenate"):
     _FUNCTIONS[torch.concatenate] = ("concat", None)
@@ -248,12 +299,37 @@ def classify_call(op: str, target: Any, args: tuple, kwargs: dict) -> tuple[str,
             args[1] if len(args) > 1 else kwargs.get("dims"))
         if isinstance(dims, (tuple, list)) and all(isinstance(d, int) for d in dims):
             attrs["perm"] = tuple(dims)
+    elif kind == "pool" and fn in ("adaptive_avg_pool", "adaptive_max_pool"):
+        if _all_ones(kwargs.get("output_size", args[1] if len(args) > 1 else None)):
+            attrs["global_pool"] = True
+    elif kind == "other" and target in ("mean", "amax", torch.mean, torch.amax):
+        attrs.update(_reduction(args, kwargs))
+    elif kind == "other" and target in (F.interpolate, F.upsample):
+        attrs["upsample"] = _upsample(kwargs.get("scale_factor", args[2] if len(args) > 2 else None),
+                                      kwargs.get("size", args[1] if len(args) > 1 else None))
+    elif kind == "identity" and target is F.pad:
+        pads = kwargs.get("pad", args[1] if len(args) > 1 else None)
+        if not (isinstance(pads, (tuple, list)) and all(p == 0 for p in pads)):
+            kind, attrs = "other", {}
     elif kind == "conv":
         stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
         groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
         attrs.update(stride=_tuple(stride) if isinstance(stride, (int, tuple, list)) else None,
                      groups=groups if isinstance(groups, int) else 1)
     return kind, attrs
+
+
+def _reduction(args: tuple, kwargs: dict) -> dict[str, Any]:
+    """`x.mean((2, 3), keepdim=True)`: a global pool when it reduces every spatial dim of a 4-D map
+    (dims 2.. or -1, -2 ...; a reduction over the channel dim is not one)."""
+    dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+    dims = (dims,) if isinstance(dims, int) else dims
+    if keep is not True or not isinstance(dims, (tuple, list)) or not dims:
+        return {}
+    if all(isinstance(d, int) and d >= 2 for d in dims) or all(isinstance(d, int) and d < 0 for d in dims):
+        return {"global_pool": True, "reduce_dims": tuple(dims)}
+    return {}
 
 
 def _split_attrs(target: Any, args: tuple, kwargs: dict) -> dict[str, Any]:

@@ -78,7 +78,11 @@ def splice(traced: TorchGraph, sites: list[Site], config: SEConfig) -> SpliceRes
             outcome = _rewrite_graph_module(lg, owner_edits, config, placement)
         else:
             owner_edits = _attach_to_children(traced, lg, owner_edits, config, result, placement)
-            outcome = _rewrite_module(lg, owner_edits, config, done, placement) if owner_edits else []
+            if owner_edits and lg.sized:  # a trace that holds at one input size is never installed
+                outcome = Skip(name=owner, reason=f"{owner or '<root>'}: {lg.sized}; a block there can only be "
+                               "attached to the output of a child module called once, and this site is not one")
+            else:
+                outcome = _rewrite_module(lg, owner_edits, config, done, placement) if owner_edits else []
         if isinstance(outcome, Skip):
             result.skipped.extend(Skip(name=e.site.name, reason=outcome.reason) for e in owner_edits)
             continue
@@ -126,8 +130,10 @@ def _locate(traced: TorchGraph, site: Site):
 def _attach_to_children(traced: TorchGraph, lg: LocalGraph, edits: list[_Edit], config: SEConfig,
                         result: SpliceResult, placement: tuple) -> list[_Edit]:
     """Attach to its leaf child each block of a plain nn.Sequential's own graph that can live
-    there (so slicing, iterating and re-wrapping the Sequential keep it); the edits left over."""
-    if type(lg.module).forward is not nn.Sequential.forward:
+    there (so slicing, iterating and re-wrapping the Sequential keep it), and each block of a
+    module whose trace holds at the sizes of example_inputs only (its forward is never replaced);
+    the edits left over."""
+    if type(lg.module).forward is not nn.Sequential.forward and not lg.sized:
         return edits
     rest = []
     for edit in edits:
@@ -156,7 +162,10 @@ def _attachment(traced: TorchGraph, sequential: nn.Module, edit: _Edit):
         target, before = users[0].target, True
     else:
         return None
-    child = sequential._modules.get(str(target))
+    try:
+        child = sequential.get_submodule(str(target))
+    except AttributeError:
+        child = None
     if child is None or not is_structural_leaf(child) or is_se_module(child):
         return None
     if id(child) in traced.multi_path or traced.leaf_calls.get(id(child), 0) != 1 or _runs(traced, child) > 1:
@@ -187,6 +196,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
                     placement: tuple):
     module = lg.module
     names = _se_names(module, edits)
+    around = _io_blocks(lg.graph, names, edits)  # before the graph is edited
     signature = None
     if lg.shared:  # modules that share a trace and get the same edit share the new class
         # (a shared trace implies the same structural key, so the same class and training flag)
@@ -195,7 +205,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
             for attr, e in zip(names, edits)))
         if signature in done:
             _add_blocks(module, names, edits, config, placement)
-            adopt(module, done[signature], names)
+            adopt(module, done[signature], names, around)
             return list(zip(names, edits))
     other = _other_mode_graph(lg)
     if isinstance(other, Skip):
@@ -217,10 +227,27 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
             users = None if edit.users is None else [by_name[u.name] for u in edit.users]
             _insert_call(graph, module, by_name[edit.value.name], users, attr)
         graph.lint()
-    install(module, graphs, names)
+    install(module, graphs, names, around)
     if signature is not None:
         done[signature] = type(module)
     return list(zip(names, edits))
+
+
+def _io_blocks(graph: fx.Graph, names: list[str], edits: list[_Edit]):
+    """([blocks on the forward's input], [blocks on its output]) when every edit acts there (a forward
+    assigned to the instance later can then run with them around it), else None."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    output = next(n for n in reversed(graph.nodes) if n.op == "output")
+    before, after = [], []
+    for name, edit in zip(names, edits):
+        every = edit.users is None or set(edit.users) == set(edit.value.users)
+        if every and output.args[0] is edit.value:
+            after.append(name)
+        elif every and placeholders and edit.value is placeholders[0]:
+            before.append(name)
+        else:
+            return None
+    return before, after
 
 
 def _add_blocks(module: nn.Module, names: list[str], edits: list[_Edit], config: SEConfig,
@@ -239,7 +266,7 @@ def _other_mode_graph(lg: LocalGraph):
         return None
     module.training = not module.training
     try:
-        flipped = trace_module(module, lg.path, concrete_args=lg.concrete_args)
+        flipped = trace_module(module, lg.path, call=lg.call)
     finally:
         module.training = not module.training
     if flipped.graph is None:

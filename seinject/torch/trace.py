@@ -13,15 +13,20 @@ Example:
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
+import inspect
 import operator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.fx as fx
-import torch.utils._pytree as pytree
 from torch import nn
+from torch.fx._symbolic_trace import PH
 
+from .calls import Call, fixed, fixed_keys, fixed_length, forward_function
 from .wrappers import compiled_inner
 
 @dataclass
@@ -34,22 +39,133 @@ class LocalGraph:
     error: str | None = None
     calls: int = 0
     shared: bool = False  # the graph came from (or went into) the trace cache: copy before editing
-    concrete_args: dict | None = None  # what trace_module was given: a trace of the other mode needs it too
-
+    call: Call | None = None  # what trace_module was given: a trace of the other mode needs it too
+    # why the graph holds only for the sizes of example_inputs (None: it holds for any input):
+    # such a module's forward is never replaced, its blocks are attached to its children
+    sized: str | None = None
 
 
 class _ShallowTracer(fx.Tracer):
-    """Traces one module's own forward: every submodule call becomes a leaf call."""
+    """Traces one module's own forward: every submodule call becomes a leaf call.
+
+    With a Call, the forward's parameters are made here instead of by fx: one placeholder per
+    parameter (the generated forward keeps the signature), each passed to the forward as a traced
+    value, a list of traced values read by index, or the fixed value the Call gives it, checked
+    by a `fixed` guard in the graph. A list or tuple of tensors that the forward iterates comes
+    out of `chunk`/`split` with a known number of parts: iterating it reads each part by index.
+    """
+
+    def __init__(self, call: Call | None = None) -> None:
+        super().__init__()
+        self.call = call
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return True
 
+    def create_args_for_root(self, root_fn, is_module, concrete_args=None):
+        if self.call is None:
+            return super().create_args_for_root(root_fn, is_module, concrete_args)
+        function = inspect.unwrap(root_fn)
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+        placeholders, args, kwargs = [], [], {}
+        for parameter in parameters:
+            star = {parameter.VAR_POSITIONAL: "*", parameter.VAR_KEYWORD: "**"}.get(parameter.kind, "")
+            default = () if parameter.default is parameter.empty or star else (parameter.default,)
+            proxy = self.create_proxy("placeholder", star + parameter.name, default, {})
+            placeholders.append(proxy)
+            self.placeholder_value(proxy, parameter.name)
+            value = self._argument(proxy, star + parameter.name, star, self.call.get(parameter.name))
+            if parameter.kind is parameter.VAR_POSITIONAL:
+                args.extend(value)
+            elif parameter.kind is parameter.VAR_KEYWORD:
+                kwargs.update(value)
+            elif parameter.kind is parameter.KEYWORD_ONLY:
+                kwargs[parameter.name] = value
+            else:
+                args.append(value)
 
-def trace_module(module: nn.Module, path: str = "", concrete_args: dict | None = None) -> LocalGraph:
+        def forward(self_, *_placeholders):
+            return root_fn(self_, *args, **kwargs)
+
+        return forward, [self.root, *placeholders]
+
+    def placeholder_value(self, proxy: fx.Proxy, name: str) -> None:
+        """A hook for tracers that follow example values (seinject.torch.valued)."""
+
+    def _argument(self, proxy: fx.Proxy, name: str, star: str, value: Any) -> Any:
+        """What the forward receives for one parameter (guards for fixed values go into the graph)."""
+        if star == "*":
+            value = tuple(value) if value is not PH else ()
+            self.create_proxy("call_function", fixed_length, (proxy, len(value), name), {})
+            return tuple(proxy[i] if v is PH else self._fixed(proxy[i], v, f"{name}[{i}]")
+                         for i, v in enumerate(value))
+        if star == "**":
+            value = dict(value) if value is not PH else {}
+            self.create_proxy("call_function", fixed_keys, (proxy, tuple(sorted(value)), name), {})
+            return {k: proxy[k] if v is PH else self._fixed(proxy[k], v, f"{name}[{k!r}]") for k, v in value.items()}
+        if value is PH:
+            return proxy
+        if type(value) in (list, tuple) and value and all(v is PH for v in value):
+            self.create_proxy("call_function", fixed_length, (proxy, len(value), name), {})
+            return type(value)(proxy[i] for i in range(len(value)))
+        return self._fixed(proxy, value, name)
+
+    def _fixed(self, proxy: fx.Proxy, value: Any, name: str) -> Any:
+        self.create_proxy("call_function", fixed, (proxy, value, name), {})
+        return value
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return Proxy(node, self)
+
+    def create_arg(self, a: Any) -> Any:
+        """A returned dataclass dict (Hugging Face's ModelOutput) or OrderedDict is rebuilt by a call of its
+        class in the graph: fx would make it a plain dict, and a rewritten forward would return that
+        (a caller reading `outputs[0]` or `outputs.logits` would fail)."""
+        if isinstance(a, dict) and type(a) is not dict and not isinstance(a, fx.Proxy) and \
+                (dataclasses.is_dataclass(a) or type(a) is collections.OrderedDict):
+            return self.create_node("call_function", type(a), (), {k: self.create_arg(v) for k, v in a.items()})
+        return super().create_arg(a)
+
+    def iter(self, obj: fx.Proxy):
+        """`list(x.chunk(2, 1))`, `for part in x.split((8, 8), 1)`: one proxy per part, when the
+        call fixes how many parts there are (a chunk into more parts than the dim holds fails
+        loudly at run time: reading a missing part raises)."""
+        parts = _part_count(obj.node)
+        if parts is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(parts)])
+
+
+class Proxy(fx.Proxy):
+    """A proxy whose len() is known when it is the result of a chunk/split into a fixed number of parts
+    (`list(x.chunk(2, 1))` asks for the length first)."""
+
+    def __len__(self) -> int:
+        parts = _part_count(self.node)
+        if parts is None:
+            return super().__len__()
+        return parts
+
+
+def _part_count(node: fx.Node) -> int | None:
+    """How many parts a chunk/split call makes, when its arguments say (chunks=n, a list of sizes)."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", None)
+    if node.op not in ("call_method", "call_function") or name not in ("chunk", "split", "tensor_split"):
+        return None
+    args = node.args[1:] if node.op == "call_method" or len(node.args) > 1 else ()
+    count = args[0] if args else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections",
+                                                                           node.kwargs.get("sections")))
+    if name == "chunk" and isinstance(count, int) and count > 0:
+        return count
+    if name in ("split", "tensor_split") and isinstance(count, (list, tuple)) and all(isinstance(c, int) for c in count):
+        return len(count) + (name == "tensor_split")
+    return None
+
+
+def trace_module(module: nn.Module, path: str = "", call: Call | None = None) -> LocalGraph:
     """The local graph of one module, or a LocalGraph with the reason tracing failed.
-    concrete_args: parameters traced with these values (defaults a call does not pass), or lists
-    and tuples of fx's PH (a call passes a list of tensors): the graph then reads that parameter's
-    items by index.
+    call: how the module is called (seinject.torch.calls): parameters the trace fixes to a value
+    (flags, defaults the call leaves out), lists of tensors read by index, and `*args`/`**kwargs`.
 
     Example:
         >>> trace_module(nn.Sequential(nn.ReLU())).graph is not None
@@ -60,41 +176,36 @@ def trace_module(module: nn.Module, path: str = "", concrete_args: dict | None =
     saved = _attributes(module)
     graph = None
     try:
-        graph = _ShallowTracer().trace(module, concrete_args=dict(concrete_args) if concrete_args else None)
-        _fold_structured_placeholders(graph, concrete_args or {})
+        with _forward_override(module):
+            graph = _ShallowTracer(call).trace(module)
     except Exception as exc:  # any failure of user code under tracing leaves the module out
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return LocalGraph(path, module, None, f"{type(exc).__name__}: {message}"[:300],
-                          concrete_args=concrete_args)
+        return LocalGraph(path, module, None, failure(exc), call=call)
     finally:  # a forward that caches on self (`self.scales = ...`) must not keep the tracer's proxies
         _restore_attributes(module, saved, keep=_get_attr_names(graph))
-    return LocalGraph(path, module, graph, concrete_args=concrete_args)
+    return LocalGraph(path, module, graph, call=call)
 
 
-def _fold_structured_placeholders(graph: fx.Graph, concrete_args: dict) -> None:
-    """fx gives each item of a list/tuple concrete argument its own placeholder (`x_1`, `x_2`) and
-    flattens the call's arguments with a pytree spec; make that one placeholder `x` read by index,
-    so the graph's code is a plain `forward(self, x)` again."""
-    structured = {name: len(value) for name, value in concrete_args.items() if isinstance(value, (list, tuple))}
-    if not structured:
+def failure(exc: BaseException) -> str:
+    """One line naming an exception: its type and the first line of its message."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}"[:300]
+
+
+@contextlib.contextmanager
+def _forward_override(module: nn.Module):
+    """Trace what a call of the module runs: an instance-level forward that is one of its own methods
+    (ultralytics' fuse sets `m.forward = m.forward_fuse`) is traced in place of the class's, under
+    a throwaway subclass."""
+    function = forward_function(module)
+    original = type(module)
+    if function is original.forward:
+        yield
         return
-    placeholders = {node.target: node for node in graph.nodes if node.op == "placeholder"}
-    anchor = [node for node in graph.nodes if node.op == "placeholder"][-1]
-    for name, count in structured.items():
-        items = [placeholders[f"{name}_{index}"] for index in range(1, count + 1)]
-        with graph.inserting_before(items[0]):
-            whole = graph.placeholder(name)
-        for index, item in enumerate(items):
-            with graph.inserting_after(anchor):
-                anchor = graph.call_function(operator.getitem, (whole, index))
-            item.replace_all_uses_with(anchor)
-        for item in items:
-            graph.erase_node(item)
-    out_spec = getattr(getattr(graph._codegen, "pytree_info", None), "out_spec", None)
-    if out_spec is not None:  # the output node holds the flat leaves: give it the structure back
-        output = next(node for node in reversed(graph.nodes) if node.op == "output")
-        output.args = (pytree.tree_unflatten(list(pytree.tree_leaves(output.args[0])), out_spec),)
-    graph._codegen = fx.graph.CodeGen()
+    module.__class__ = type(original.__name__, (original,), {"forward": function})
+    try:
+        yield
+    finally:
+        module.__class__ = original
 
 
 def _attributes(module: nn.Module) -> tuple[dict, dict, dict]:
@@ -199,80 +310,3 @@ def reusable(lg: LocalGraph) -> bool:
             if leaf not in owner._parameters and leaf not in owner._buffers:
                 return False
     return True
-
-
-def record_shapes(model: nn.Module, example_inputs: Any, calls: dict[int, int] | None = None) -> dict[str, dict]:
-    """Input and output shapes of every module's first call (and, under "lists", (is a list, length)
-    for each input that is a list or tuple of tensors), from one forward pass; `calls`, when
-    given, receives how often each module ran in that pass (by id: an untraceable forward can call a
-    submodule, or a submodule's child, more often than the trace shows).
-
-    The pass runs in eval mode on fake tensors (no compute, no buffer updates), falling
-    back to real tensors (copies: in-place ops must not change the caller's) under no_grad;
-    training flags are restored afterwards.
-    """
-    if example_inputs is None:
-        return {}
-    args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    shapes: dict[str, dict] = {}
-    counts: dict[int, int] = {}
-
-    def shape_of(value: Any):
-        return tuple(value.shape) if isinstance(value, torch.Tensor) else None
-
-    def list_layout(value: Any):  # a list/tuple of tensors: its type and length, for tracing that call
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
-            return (type(value) is list, len(value))
-        return None
-
-    handles = []
-    for path, module in model.named_modules():
-        def pre(mod, inputs, path=path):
-            counts[id(mod)] = counts.get(id(mod), 0) + 1
-            shapes.setdefault(path, {"in": [shape_of(t) for t in inputs], "out": None,
-                                     "lists": [list_layout(t) for t in inputs]})
-
-        def post(mod, inputs, output, path=path):
-            if shapes[path]["out"] is None:
-                shapes[path]["out"] = shape_of(output)
-
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    modes = {m: m.training for m in model.modules()}
-    saved = {m: _attributes(m) for m in modes}  # forwards that cache on self get their state back
-    model.eval()
-    _eager_compiled(model)  # undone with the attributes below
-    try:
-        _run_fake(model, args)
-    except Exception:  # some ops have no fake kernel: fall back to a real pass
-        shapes.clear()
-        counts.clear()
-        with torch.no_grad():
-            model(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, attributes in saved.items():
-            _restore_attributes(module, attributes)
-        for module, training in modes.items():
-            module.training = training
-    if calls is not None:
-        calls.update(counts)
-    return shapes
-
-
-def _eager_compiled(model: nn.Module) -> None:
-    """Make torch.compile's wrappers inside the model call the module they wrap, eagerly (an
-    instance attribute `forward`): compiled code must not see the shape pass's fake tensors (inductor
-    kernels crash on them), and the wrapped module's own hooks still run."""
-    for module in model.modules():
-        inner = compiled_inner(module)
-        if inner is not None:
-            module.forward = inner.__call__
-
-
-def _run_fake(model: nn.Module, args: tuple) -> None:
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
-        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
-        model(*fake)

@@ -80,3 +80,53 @@ def compare(before: list[torch.Tensor], after: list[torch.Tensor], exact: bool, 
                                     f"(max |new - old| = {diff:.3g}); the rewritten model is not returned (an "
                                     "in-place one is restored). Please report this with the model")
     return worst
+
+
+def failure_cause(model: nn.Module, example_inputs: Any, blocks: "list[tuple[str, nn.Module]]") -> str:
+    """Why a rewritten model fails on example_inputs, in words: the first inserted block whose input
+    does not have the channels it was built for (seinject counted that site wrong), else the innermost
+    module that was running when the forward failed.
+
+    Example:
+        >>> from seinject.torch.block import SqueezeExcite
+        >>> block = SqueezeExcite(4)
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 1), block)
+        >>> failure_cause(net, torch.zeros(1, 3, 2, 2), [("1", block)])
+        "block '1' was built for 4 channels and gets 8: seinject counted that site's channels wrong (please report the model)"
+    """
+    names = {id(module): name for name, module in model.named_modules()}
+    running: list[str] = []
+    found: list[str] = []
+
+    def check(block_name: str):
+        def hook(module, inputs):
+            first = inputs[0] if inputs else None
+            channels = getattr(module, "channels", None)
+            if isinstance(first, torch.Tensor) and first.dim() >= 2 and channels is not None \
+                    and first.shape[1] != channels and not found:
+                found.append(f"block {block_name!r} was built for {channels} channels and gets {first.shape[1]}: "
+                             "seinject counted that site's channels wrong (please report the model)")
+        return hook
+
+    def enter(module, inputs):
+        running.append(names.get(id(module), "?"))
+
+    def leave(module, inputs, output):
+        if running:
+            running.pop()
+
+    handles = [module.register_forward_pre_hook(enter) for module in model.modules()]
+    handles += [module.register_forward_hook(leave) for module in model.modules()]
+    handles += [block.register_forward_pre_hook(check(name)) for name, block in blocks]
+    try:
+        outputs(model, example_inputs)
+    except Exception:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    if found:
+        return found[0]
+    where = running[-1] if running else ""
+    return (f"it fails inside {where or '<root>'!r}; a forward that branches on its inputs' Python types can be "
+            "traced down the wrong branch: exclude that module (exclude=...) and please report the model")

@@ -34,11 +34,13 @@ from torch.fx._symbolic_trace import PH
 
 from ..graph.site import Skip
 from ..graph.view import GraphView, RawOp
+from .calls import Call, defaults_call, forward_function, forward_parameters, simple
 from .kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
 from .install import ATTACHED
+from .shapes import bind_recorded, record_shapes, recorded_call
 from .structure import StructureKeys
-from .trace import (LocalGraph, is_inplace, module_inplace, record_shapes, reusable, submodule,
-                    trace_module, walk_modules)
+from .trace import LocalGraph, is_inplace, module_inplace, reusable, submodule, trace_module, walk_modules
+from .valued import SHAPE_KEY, trace_valued
 
 
 @dataclass
@@ -73,6 +75,19 @@ class _Struct(tuple):
 
 class _ListStruct(_Struct):
     """A list of values: kept apart from a tuple, a forward may branch on `isinstance(x, list)`."""
+
+
+class _DictStruct(dict):
+    """A dict of values (a module's returned dict or Hugging Face ModelOutput, a `**kwargs`)."""
+
+    def item(self, key: Any) -> Any:
+        """`d[key]`; an int reads the int-th value that is not None, as ModelOutput's indexing does."""
+        if isinstance(key, str):
+            return self.get(key)
+        if isinstance(key, int) and not isinstance(key, bool):
+            present = [v for v in self.values() if v is not None]
+            return present[key] if -len(present) <= key < len(present) else None
+        return None
 
 
 class _Const:
@@ -117,18 +132,42 @@ class _Builder:
             self.graphs[path] = self.trace(path, module)
         return self.graphs[path]
 
-    def trace(self, path: str, module: nn.Module) -> LocalGraph:
-        """Trace a module, or reuse the trace of an earlier module built the same way."""
+    def trace(self, path: str, module: nn.Module, call: Call | None = None) -> LocalGraph:
+        """Trace a module for a call, or reuse the trace of an earlier module built and called the same way."""
         key = self.keys.key(module)
-        first = self.traces.get(key) if key is not None else None
+        cache_key = None if key is None else (key, None if call is None else call.key())
+        first = self.traces.get(cache_key) if cache_key is not None else None
         if first is not None:
             first.shared = True
-            return LocalGraph(path, module, first.graph, first.error, shared=True)
-        graph = self.sequential_graph(module)
-        lg = LocalGraph(path, module, graph) if graph is not None else trace_module(module, path)
-        if key is not None and reusable(lg):
-            self.traces[key] = lg
+            return LocalGraph(path, module, first.graph, first.error, shared=True, call=call)
+        graph = self.sequential_graph(module) if call is None else None
+        lg = LocalGraph(path, module, graph) if graph is not None else trace_module(module, path, call)
+        if cache_key is not None and reusable(lg):
+            self.traces[cache_key] = lg
         return lg
+
+    def traced_for(self, path: str, module: nn.Module, calls: list, recorded: dict | None) -> LocalGraph:
+        """The first trace that works among the calls to try (None: the plain trace), else a trace at the
+        values the shape pass recorded (example_inputs), else the first failure."""
+        tried: list[LocalGraph] = []
+        for call in calls:
+            if any((t.call.key() if t.call is not None else None) == (call.key() if call is not None else None)
+                   for t in tried):
+                continue
+            lg = self.local(path, module) if call is None else self.trace(path, module, call)
+            if lg.graph is not None:
+                return lg
+            tried.append(lg)
+        first = tried[0]
+        if recorded is not None and _has_forward(module):
+            valued = trace_valued(module, path, recorded, why=first.error or "")
+            if valued.graph is not None:
+                return valued
+            return LocalGraph(path, module, None, valued.error or first.error, call=first.call)
+        if self.shapes or first.error is None or not any(m in first.error for m in _CONCRETE_READS):
+            return first
+        return LocalGraph(path, module, None, f"{first.error}; if it computes on its input's sizes, example_inputs= "
+                          "lets seinject trace it at theirs", call=first.call)
 
     def sequential_graph(self, module: nn.Module) -> fx.Graph | None:
         """The graph fx would trace for a plain nn.Sequential, built without tracing.
@@ -150,10 +189,13 @@ class _Builder:
         return graph
 
     def expand_root(self, path: str, module: nn.Module) -> None:
-        lg = self.local(path, module)
-        lists = _recorded_lists(module, self.shapes.get(path, {}).get("lists", []))
-        if lists:  # example_inputs showed this module (called from a forward not traced) gets lists
-            lg = self.graphs[path] = trace_module(module, path, concrete_args=lists)
+        recorded = self.shapes.get(path)
+        # traced for the call it gets: the one example_inputs showed (its flags, its lists of tensors),
+        # else a call passing its required inputs and leaving every parameter with a default at its
+        # default (`if mask is not None:` then takes the branch a plain call takes); else plain
+        seen = _without_mutated_lists(module, recorded_call(module, recorded)) if recorded else None
+        call = seen if seen is not None else defaults_call(module, passed=_required(module))
+        lg = self.graphs[path] = self.traced_for(path, module, [call or None, None], recorded)
         if lg.graph is None:
             self.leave_out(lg)
             return
@@ -180,12 +222,13 @@ class _Builder:
         lg.calls += 1
         env: dict[fx.Node, Any] = {}
         shapes = iter(self.shapes.get(lg.path, {}).get("in", []))
+        recorded = bind_recorded(lg.module, self.shapes.get(lg.path)) if bound is None and lg.call else None
         for node in lg.graph.nodes:
             inplace = False
             if node.op == "placeholder":
                 if bound is None:
                     name = _join(lg.path, node.name) if lg.path else node.name
-                    env[node] = self.emit(node, lg, "input", {}, [], [], name, next(shapes, None))
+                    env[node] = self.graph_input(node, lg, name, next(shapes, None), recorded)
                 else:
                     env[node] = bound.get(node)
             elif node.op == "get_attr":
@@ -203,20 +246,37 @@ class _Builder:
                 env[node.args[0]] = env[node]  # later reads of the mutated value see this op
         return None
 
+    def graph_input(self, node: fx.Node, lg: LocalGraph, name: str, shape: Any, recorded: dict | None) -> Any:
+        """The op(s) of one input of a graph seinject starts at (the model's, or an island's): a list of
+        tensors the call passes (a Concat module called from a forward seinject could not trace) is one
+        input op per tensor, with the shapes example_inputs gave them."""
+        parameter = str(node.target).lstrip("*")
+        layout = lg.call.get(parameter) if lg.call is not None else PH
+        if type(layout) in (list, tuple) and layout and all(item is PH for item in layout):
+            items = (recorded or {}).get(parameter)
+            items = items if isinstance(items, (list, tuple)) and len(items) == len(layout) else [None] * len(layout)
+            ids = [self.emit(node, lg, "input", {}, [], [], f"{name}.{i}", getattr(item, "shape", None))
+                   for i, item in enumerate(items)]
+            return (_ListStruct if type(layout) is list else _Struct)(ids)
+        return self.emit(node, lg, "input", {}, [], [], name, shape)
+
     def call_module(self, node: fx.Node, sub: nn.Module, lg: LocalGraph, env: dict) -> Any:
         path = _join(lg.path, node.target)
         leaf = is_structural_leaf(sub)
         if not leaf:
-            child = self.local(path, sub)
-            unpassed = _unpassed_defaults(child.graph, node) if child.graph is not None else {}
-            # `if shortcut is None:` was traced with a proxy: trace again with the defaults; a list
-            # of tensors was traced as one proxy (`if not isinstance(x, list): x = [x]` took the
-            # tensor branch): trace again with a list of that length
-            concrete = {**unpassed, **_structured_arguments(sub, node, env)}
-            if concrete:
-                child = self.graphs[path] = trace_module(sub, path, concrete_args=concrete)
+            child = self.child_graph(path, sub, node, env)
             if child.graph is not None:
-                return self.expand(child, _bind(child.graph, node, env))
+                start = len(self.ops)
+                out = self.expand(child, _bind(child.graph, node, env))
+                scaled = _excitation(self.ops, start, out)
+                if scaled is None:
+                    return out
+                # a channel-attention module of any name (x · gate(f(pool(x)))): one "se" op, as in ONNX
+                del self.ops[start:]
+                inputs, locals_ = _inputs(node, env)
+                carrier = next((local for i, local in zip(inputs, locals_) if i == scaled), None)
+                return self.emit(node, lg, "se", {"foreign": type(sub).__name__}, [scaled], [carrier],
+                                 self.unique(path), self.shapes.get(path, {}).get("out"))
             self.leave_out(child)
         kind, attrs = self.classify(sub) if leaf else ("other", {"opaque": True})
         shape = self.shapes.get(path, {}).get("out")
@@ -235,6 +295,25 @@ class _Builder:
         for name in after:
             op = self.attached_se(node, lg, sub, path, name, [op], [node])
         return op
+
+    def child_graph(self, path: str, sub: nn.Module, node: fx.Node, env: dict) -> LocalGraph:
+        """The trace of a child for this call of it. `if shortcut is None:` traced with a proxy takes
+        the wrong branch for a call that leaves the default: the defaults a call leaves out are fixed;
+        a list of tensors traced as one proxy takes the tensor branch of `isinstance(x, list)`: it is
+        traced as a list of that length. A forward that still stops (`if embed:`, `*args`) is traced
+        with the call's flags fixed too, then at the values of example_inputs."""
+        previous = self.graphs.get(path)
+        call = _call_site(sub, node, env, fix_passed=False)
+        full = _call_site(sub, node, env, fix_passed=True)
+        wanted = call.key() if call else None
+        if previous is not None and previous.graph is not None and \
+                (previous.call.key() if previous.call else None) in (wanted, full.key()):
+            return previous  # the same module called again the same way
+        lg = self.traced_for(path, sub, [call or None, full], self.shapes.get(path))
+        if previous is not None:  # called again, another way: every trace of it counts every call
+            lg.calls = previous.calls
+        self.graphs[path] = lg
+        return lg
 
     def attached_se(self, node: fx.Node, lg: LocalGraph, leaf: nn.Module, path: str, name: str,
                     inputs: list, locals_: list) -> str:
@@ -260,9 +339,17 @@ class _Builder:
             source = env.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
             if isinstance(source, _Struct) and isinstance(node.args[1], int):
                 return source[node.args[1]] if -len(source) <= node.args[1] < len(source) else None
+            if isinstance(source, _DictStruct):
+                return source.item(node.args[1])
             if isinstance(source, _Split):  # one part of a split: its own op, read from the whole
                 attrs = {**source.attrs, "index": node.args[1]}
                 return self.emit(node, lg, "split", attrs, [source.source], [None], self.unique(name))
+        if isinstance(node.target, type) and issubclass(node.target, dict) and not node.args:
+            return _DictStruct((k, _value(v, env)) for k, v in node.kwargs.items())  # a ModelOutput built
+        if node.target is getattr and isinstance(node.args[0], fx.Node) and len(node.args) == 2:
+            source = env.get(node.args[0])
+            if isinstance(source, _DictStruct):  # `outputs.last_hidden_state` of a returned ModelOutput
+                return source.get(node.args[1])
         args = tuple(_value(a, env) for a in node.args)
         kwargs = {k: _value(v, env) for k, v in node.kwargs.items()}
         kind, attrs = classify_call(node.op, node.target, args, kwargs)
@@ -292,6 +379,8 @@ class _Builder:
     def emit(self, node: fx.Node, lg: LocalGraph, kind: str, attrs: dict, inputs: list,
              locals_: list, name: str, shape: Any = None) -> str:
         op_id = f"n{len(self.ops)}"
+        if shape is None and node is not None:
+            shape = node.meta.get(SHAPE_KEY)  # traced at the values of example_inputs
         self.ops.append(RawOp(op_id, kind, name, inputs, attrs, shape=shape,
                               ref=OpRef(lg.path, node, locals_)))
         return op_id
@@ -339,29 +428,9 @@ def _value(arg: Any, env: dict) -> Any:
         return env.get(arg)
     if isinstance(arg, (list, tuple)):
         return (_ListStruct if isinstance(arg, list) else _Struct)(_value(a, env) for a in arg)
+    if isinstance(arg, dict):
+        return _DictStruct((k, _value(v, env)) for k, v in arg.items())
     return arg
-
-
-def _recorded_lists(module: nn.Module, layouts: list) -> dict:
-    """{parameter: [PH, ...]} for the positional inputs the shape pass saw as lists/tuples of tensors."""
-    if not any(layouts) or _may_mutate_lists(type(module).forward):
-        return {}
-    names = _positional_names(module)
-    return {name: ([PH] * n if is_list else (PH,) * n)
-            for name, layout in zip(names, layouts) if layout for is_list, n in [layout]}
-
-
-def _positional_names(module: nn.Module) -> list[str]:
-    try:
-        parameters = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    names = []
-    for parameter in parameters:
-        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
-            break
-        names.append(parameter.name)
-    return names
 
 
 @functools.lru_cache(maxsize=None)
@@ -377,31 +446,104 @@ def _may_mutate_lists(function: Any) -> bool:
                for ins in dis.get_instructions(code))
 
 
-def _structured_arguments(module: nn.Module, call: fx.Node, env: dict) -> dict:
-    """{parameter: [PH, PH, ...]} for each argument of a call that is a list or tuple of tensors, as
-    trace_module's concrete_args: the child is then traced for the structure it is called with."""
-    values = [_value(a, env) for a in (*call.args, *call.kwargs.values())]
-    if not any(isinstance(v, _Struct) for v in values) or _may_mutate_lists(type(module).forward):
-        return {}  # a list traced as items would lose the forward's appends to the caller's list
-    try:
-        parameters = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return {}
-    out: dict = {}
-    positional = list(call.args)
+def _call_site(module: nn.Module, call: fx.Node, env: dict, fix_passed: bool) -> Call:
+    """How the parent's call node calls `module`, as a Call for tracing it: defaults the call leaves out
+    are fixed (when simple), lists and tuples of tensors become lists of PH (unless the forward may
+    change the list in place); with fix_passed, simple values the call passes (flags) are fixed too,
+    and `*args` / `**kwargs` get what the call passes them."""
+    parameters = forward_parameters(module)
+    mutates = _may_mutate_lists(forward_function(module))
+    positional = [_argument_value(a, env) for a in call.args]
+    keywords = {k: _argument_value(v, env) for k, v in call.kwargs.items()}
+    named = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    values = []
     for parameter in parameters:
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            break
-        if positional:
-            value = _value(positional.pop(0), env)
-        elif parameter.name in call.kwargs:
-            value = _value(call.kwargs[parameter.name], env)
-        else:
+        name = parameter.name
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            if fix_passed:
+                values.append((name, tuple(_as_argument(v, mutates) for v in positional)))
+            positional = []
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            if fix_passed:
+                values.append((name, {k: _as_argument(v, mutates) for k, v in keywords.items() if k not in named}))
+        elif positional and parameter.kind is not parameter.KEYWORD_ONLY:
+            chosen = _as_argument(positional.pop(0), mutates, fix_passed)
+            if chosen is not PH:
+                values.append((name, chosen))
+        elif name in keywords:
+            chosen = _as_argument(keywords[name], mutates, fix_passed)
+            if chosen is not PH:
+                values.append((name, chosen))
+        elif parameter.default is not parameter.empty and simple(parameter.default):
+            values.append((name, parameter.default))
+    return Call(tuple(values), "the call in its parent's forward")
+
+
+def _as_argument(value: Any, mutates: bool, fix: bool = True) -> Any:
+    """PH, a list/tuple of PH (a list of traced tensors), or the fixed value of one argument."""
+    if isinstance(value, _Struct) and value and all(isinstance(item, str) for item in value):
+        return PH if mutates else ([PH] * len(value) if isinstance(value, _ListStruct) else (PH,) * len(value))
+    if isinstance(value, (str, _Struct, _DictStruct, _Const, _Split, _Unknown)):
+        return PH  # a traced value (an op id), a structure holding some, a tensor constant, unknown
+    return value if fix and simple(value) else PH
+
+
+class _Unknown:
+    """An argument computed in the parent's graph whose value the view does not know (a shape read)."""
+
+
+def _argument_value(arg: Any, env: dict) -> Any:
+    value = _value(arg, env)
+    return _Unknown() if value is None and isinstance(arg, fx.Node) else value
+
+
+def _required(module: nn.Module) -> int:
+    """How many positional values a call must pass (at least one: a forward's first input)."""
+    required = [p for p in forward_parameters(module) if p.default is p.empty and
+                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return max(1, len(required))
+
+
+def _without_mutated_lists(module: nn.Module, call: Call | None) -> Call | None:
+    """The recorded call, with lists traced as one value when the forward may change them in place."""
+    if call is None or not _may_mutate_lists(forward_function(module)):
+        return call
+    return Call(tuple((k, PH if isinstance(v, (list, tuple)) and v and all(i is PH for i in v) else v)
+                      for k, v in call.values), call.why)
+
+
+_GATES = frozenset({"sigmoid", "hardsigmoid"})
+
+
+def _excitation(ops: list[RawOp], start: int, out: Any) -> str | None:
+    """The scaled input x when the ops a module call emitted (ops[start:]) compute x · g, g from x only
+    through a global pool and a sigmoid-type gate, with nothing else (an SE block by structure, as
+    seinject.onnx.se_pattern sees it in ONNX); else None."""
+    inner = {op.id: op for op in ops[start:]}
+    last = inner.get(out) if isinstance(out, str) else None
+    if last is None or last.kind != "mul" or len(last.inputs) != 2:
+        return None
+    for x, g in (tuple(last.inputs), tuple(reversed(last.inputs))):
+        if x in inner or g not in inner:
             continue
-        if isinstance(value, _Struct) and value and all(isinstance(item, str) for item in value):
-            leaves = [PH] * len(value)
-            out[parameter.name] = leaves if isinstance(value, _ListStruct) else tuple(leaves)
-    return out
+        seen, stack, pool, gate = set(), [g], False, False
+        while stack:
+            op = inner[stack.pop()]
+            if op.id in seen:
+                continue
+            seen.add(op.id)
+            gate = gate or (op.kind == "act" and op.attrs.get("fn") in _GATES)
+            if op.attrs.get("global_pool") and op.inputs == [x]:
+                pool = True
+                continue
+            if any(i == x and op.kind != "shape" or i != x and i not in inner for i in op.inputs):
+                stack = None
+                break
+            stack += [i for i in op.inputs if i != x]
+        if stack is not None and pool and gate and \
+                all(op.id in seen or op.kind == "shape" for op in inner.values() if op is not last):
+            return x
+    return None
 
 
 def _inputs(node: fx.Node, env: dict) -> tuple[list, list]:
@@ -423,8 +565,8 @@ def _collect_inputs(arg: Any, env: dict, inputs: list, locals_: list) -> None:
         if isinstance(value, str):
             inputs.append(value)
             locals_.append(arg)
-        elif isinstance(value, _Struct):
-            for item in value:
+        elif isinstance(value, (_Struct, _DictStruct)):
+            for item in (value.values() if isinstance(value, _DictStruct) else value):
                 if isinstance(item, str):
                     inputs.append(item)
                     locals_.append(None)
@@ -436,31 +578,17 @@ def _collect_inputs(arg: Any, env: dict, inputs: list, locals_: list) -> None:
             _collect_inputs(item, env, inputs, locals_)
 
 
-def _unpassed_defaults(graph: fx.Graph, call: fx.Node) -> dict:
-    """{parameter: default} for the child's parameters with a default that this call does not pass.
-
-    A trace makes every parameter a proxy, so a forward that branches on `arg is None` takes
-    the branch for a passed argument; a call that leaves it out needs the trace with the default.
-    """
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    passed = len(call.args)
-    out = {}
-    for index, ph in enumerate(placeholders):
-        name = str(ph.target)
-        if name.startswith("*") or index < passed or name in call.kwargs or not ph.args:
-            continue
-        out[name] = ph.args[0]
-    return out
-
-
 def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
     """Map a child graph's placeholders to the values the parent passes in."""
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     bound: dict = {}
     positional = list(call.args)
+    named = {str(ph.target) for ph in placeholders}
     for ph in placeholders:
         name = str(ph.target)
-        if name.startswith("*"):
+        if name.startswith("**"):
+            bound[ph] = _DictStruct((k, _value(v, env)) for k, v in call.kwargs.items() if k not in named)
+        elif name.startswith("*"):
             bound[ph] = _Struct(_value(a, env) for a in positional)
             positional = []
         elif positional:
@@ -470,6 +598,9 @@ def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
     return bound
 
 
+# failures of a plain trace that example values can answer (a proxy read as a Python value)
+_CONCRETE_READS = ("control flow", "int()", "cannot be interpreted as an integer", "cannot be iterated",
+                   "has no len()", "float()")
 _LIST_MUTATIONS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "__setitem__",
                              "__delitem__", "__iadd__"})
 
