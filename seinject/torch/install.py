@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import re
@@ -39,6 +40,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import ModelError
+from .variants import Variants, dispatcher, make_variant
 
 ORIGINAL_CLASS = "_seinject_original_class"
 SE_NAMES = "_seinject_se_names"
@@ -78,15 +80,17 @@ class Recipe:
     sources: tuple[str, ...]
     globals: tuple[dict, ...]
     traced_training: bool | None
+    variants: Variants | None = None  # a forward traced with fixed flags: serve the other values too
 
     @classmethod
-    def of(cls, original: type, codes: list, traced_training: bool | None) -> "Recipe":
+    def of(cls, original: type, codes: list, traced_training: bool | None,
+           variants: Variants | None = None) -> "Recipe":
         portable = tuple({k: _ModuleRef(v.__name__) if isinstance(v, types.ModuleType) else v
                           for k, v in code.globals.items()} for code in codes)
-        return cls(original, tuple(code.src for code in codes), portable, traced_training)
+        return cls(original, tuple(code.src for code in codes), portable, traced_training, variants)
 
     def key(self) -> tuple:
-        return (self.original, self.sources, self.traced_training)
+        return (self.original, self.sources, self.traced_training, self.variants)
 
     def make(self) -> type:
         """The rewritten class (from the cache when this process has made it already)."""
@@ -102,7 +106,10 @@ class Recipe:
         if self.sources:
             name = original.__name__
             forwards = [_compile(src, _resolve(g), name) for src, g in zip(self.sources, self.globals)]
-            body["forward"] = forwards[0] if len(forwards) == 1 else _dispatch(forwards, self.traced_training)
+            if self.variants is not None:
+                body["forward"] = self._dispatcher(forwards)
+            else:
+                body["forward"] = forwards[0] if len(forwards) == 1 else _dispatch(forwards, self.traced_training)
             if issubclass(original, (nn.Sequential, nn.ModuleList)):
                 body.update(_HIDE_SE)
         else:
@@ -110,6 +117,18 @@ class Recipe:
         new_class = type(original.__name__, (original,), body)
         new_class.__qualname__ = original.__qualname__
         return new_class
+
+    def _dispatcher(self, forwards: list):
+        """The forward that runs the variant for its call's flags, made on first use (seinject.torch.variants)."""
+        table = dict(zip(self.variants.keys, forwards))
+        name = self.original.__name__
+
+        def variant(module: nn.Module, key: tuple):
+            made = make_variant(module, key, self, lambda code: _compile(code.src, dict(code.globals), name))
+            table[key] = made
+            return made
+
+        return dispatcher(self.variants, forwards, table, variant)
 
     def __copy__(self) -> "Recipe":
         return self
@@ -171,7 +190,8 @@ def _setattr(self, name: str, value) -> None:
                              f"block(s) {self.__dict__.get(SE_NAMES)} inside it, and the new forward would run "
                              "without them; replace or fuse the forward before seinject.apply, or remove the blocks")
         value = Around(self, value)
-    type(self).__dict__["_seinject_recipe"].original.__setattr__(self, name, value)
+    recipe = next(k.__dict__["_seinject_recipe"] for k in type(self).__mro__ if "_seinject_recipe" in k.__dict__)
+    recipe.original.__setattr__(self, name, value)
 
 
 class Around:
@@ -208,12 +228,14 @@ def _blocks_around(module: nn.Module):
     return module.__dict__.get(AROUND)
 
 
-def install(module: nn.Module, graphs: list[fx.Graph], names: list[str], around=None) -> None:
+def install(module: nn.Module, graphs: list[fx.Graph], names: list[str], around=None,
+            variants: Variants | None = None) -> None:
     """Give the module the forward of `graphs` (one per traced mode) on a rewritten class; `around`:
-    ([names on the input], [names on the output]) when every block acts there, else None."""
+    ([names on the input], [names on the output]) when every block acts there, else None; `variants`:
+    for a forward traced with fixed flags, how to serve their other values."""
     original = module.__dict__.get(ORIGINAL_CLASS, type(module))
     codes = [graph.python_code(root_module="self") for graph in graphs]
-    recipe = Recipe.of(original, codes, module.training if len(codes) > 1 else None)
+    recipe = Recipe.of(original, codes, module.training if len(codes) > 1 else None, variants)
     adopt(module, recipe.make(), names, around)
 
 
@@ -384,7 +406,10 @@ def restore_blocks(model: nn.Module, names: "set[str]") -> int:
         else:
             recipe = type(module).__dict__["_seinject_recipe"]
             sources = tuple(_skip_calls(src, mine) for src in recipe.sources)
-            module.__class__ = Recipe(recipe.original, sources, recipe.globals, recipe.traced_training).make()
+            variants = recipe.variants and dataclasses.replace(
+                recipe.variants, edits=tuple(e for e in recipe.variants.edits if e[0] not in mine))
+            module.__class__ = Recipe(recipe.original, sources, recipe.globals, recipe.traced_training,
+                                      variants).make()
         module.__dict__[SE_NAMES] = [n for n in module.__dict__[SE_NAMES] if n not in mine]
         if module.__dict__.get(AROUND) is not None:
             module.__dict__[AROUND] = tuple([n for n in side if n not in mine] for side in module.__dict__[AROUND])

@@ -46,7 +46,9 @@ from ..rule.config import SEConfig
 from .gates import build_gate
 from .install import adopt, attach, install, mark_inserted
 from .kinds import is_se_module, is_structural_leaf
+from .calls import Call, forward_function
 from .trace import LocalGraph, is_inplace, trace_module
+from .variants import Variants, edits_of, key_of_call
 from .view import TorchGraph
 
 
@@ -186,7 +188,7 @@ def _rewrite_graph_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, 
     names = _se_names(module, edits)
     _add_blocks(module, names, edits, config, placement)
     for attr, edit in zip(names, edits):
-        _insert_call(module.graph, module, edit.value, None if edit.users is None else list(edit.users), attr)
+        insert_call(module.graph, module, edit.value, None if edit.users is None else list(edit.users), attr)
     module.graph.lint()
     module.recompile()
     return list(zip(names, edits))
@@ -218,6 +220,7 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
             if any(n.name not in by_name for n in needed):
                 return Skip(name=edit.site.name, reason=f"forward of {lg.path or '<root>'!r} differs between "
                             "train and eval mode at this site")
+    variants = _variants(lg, names, edits, other)  # before the graph is edited
     if lg.shared:  # other modules read this graph: edit a copy
         graphs[0] = copy.deepcopy(lg.graph)
     _add_blocks(module, names, edits, config, placement)
@@ -225,12 +228,28 @@ def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: 
         by_name = {n.name: n for n in graph.nodes}
         for attr, edit in zip(names, edits):
             users = None if edit.users is None else [by_name[u.name] for u in edit.users]
-            _insert_call(graph, module, by_name[edit.value.name], users, attr)
+            insert_call(graph, module, by_name[edit.value.name], users, attr)
         graph.lint()
-    install(module, graphs, names, around)
+    install(module, graphs, names, around, variants)
     if signature is not None:
         done[signature] = type(module)
     return list(zip(names, edits))
+
+
+def _variants(lg: LocalGraph, names: list[str], edits: list[_Edit], other) -> Variants | None:
+    """What the rewritten forward needs to serve other values of the parameters its trace fixed (None
+    when it fixed none): seinject.torch.variants."""
+    function = forward_function(lg.module)
+    if not lg.call and function is type(lg.module).forward:
+        return None
+    params = tuple(name for name, _ in lg.call.values) if lg.call else ()
+    training = lg.module.training if other is not None else None
+    keys = [key_of_call(lg.call or Call(()), params, training)]
+    if other is not None:
+        keys.append(key_of_call(lg.call or Call(()), params, not training))
+    return Variants(params, other is not None, tuple(keys),
+                    edits_of(lg.graph, [(attr, e.value, e.users) for attr, e in zip(names, edits)]),
+                    None if function is type(lg.module).forward else function)
 
 
 def _io_blocks(graph: fx.Graph, names: list[str], edits: list[_Edit]):
@@ -329,7 +348,7 @@ def _placement(root: nn.Module, path: str) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.get_default_dtype()
 
 
-def _insert_call(graph: fx.Graph, owner: nn.Module, value: fx.Node, users: list[fx.Node] | None,
+def insert_call(graph: fx.Graph, owner: nn.Module, value: fx.Node, users: list[fx.Node] | None,
                  attr: str) -> None:
     """Call SE on `value` and make `users` (None: every reader of value) read its output.
 

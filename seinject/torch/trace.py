@@ -162,10 +162,11 @@ def _part_count(node: fx.Node) -> int | None:
     return None
 
 
-def trace_module(module: nn.Module, path: str = "", call: Call | None = None) -> LocalGraph:
+def trace_module(module: nn.Module, path: str = "", call: Call | None = None, function=None) -> LocalGraph:
     """The local graph of one module, or a LocalGraph with the reason tracing failed.
     call: how the module is called (seinject.torch.calls): parameters the trace fixes to a value
     (flags, defaults the call leaves out), lists of tensors read by index, and `*args`/`**kwargs`.
+    function: the forward function to trace (default: what a call of the module runs).
 
     Example:
         >>> trace_module(nn.Sequential(nn.ReLU())).graph is not None
@@ -176,7 +177,7 @@ def trace_module(module: nn.Module, path: str = "", call: Call | None = None) ->
     saved = _attributes(module)
     graph = None
     try:
-        with _forward_override(module):
+        with _forward_override(module, function):
             graph = _ShallowTracer(call).trace(module)
     except Exception as exc:  # any failure of user code under tracing leaves the module out
         return LocalGraph(path, module, None, failure(exc), call=call)
@@ -192,11 +193,11 @@ def failure(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _forward_override(module: nn.Module):
-    """Trace what a call of the module runs: an instance-level forward that is one of its own methods
-    (ultralytics' fuse sets `m.forward = m.forward_fuse`) is traced in place of the class's, under
-    a throwaway subclass."""
-    function = forward_function(module)
+def _forward_override(module: nn.Module, function=None):
+    """Trace what a call of the module runs (or `function`): an instance-level forward that is one of its
+    own methods (ultralytics' fuse sets `m.forward = m.forward_fuse`) is traced in place of the
+    class's, under a throwaway subclass."""
+    function = function or forward_function(module)
     original = type(module)
     if function is original.forward:
         yield
