@@ -251,3 +251,11 @@ def test_a_forward_fused_before_apply_is_the_one_traced():
     assert ran == 3 and torch.equal(out, net(x))
     restored = seinject.remove(new)
     assert all("forward" in layer.__dict__ for layer in restored.layers) and torch.equal(restored(x), net(x))
+
+
+def test_a_forward_replaced_by_something_else_is_left_out_with_the_reason():
+    net = FusableNet().eval()
+    net.layers[1].forward = lambda x: x  # not one of the module's own methods: seinject cannot see inside
+    plan = quiet_plan(net, "conv_block")
+    assert [site.name for site in plan] == ["layers.0.act", "layers.2.act"]
+    assert [(part.name, "replaced on the instance" in part.reason) for part in plan.left_out] == [("layers.1", True)]

@@ -6,9 +6,9 @@ signature, reads the values of the parameters the trace fixed (and the training 
 the forward reads it), and runs the variant traced for them. A call with other values
 (`model(x, embed=True)`) traces the original forward for those values once, puts the same
 blocks at the same computations (a node is found again by what it computes: its op, target
-and inputs, recursively), and keeps that variant for later calls. A block whose place the
-variant does not compute is not on that path; a block whose value the variant computes but
-feeds elsewhere is a ModelError, never a silent other computation.
+and inputs, recursively), and keeps that variant for later calls. A variant that does not
+compute a block's value, or feeds it elsewhere, is a ModelError: it never runs with fewer
+blocks than the rewrite put in, silently.
 
 Example:
     >>> import torch
@@ -208,7 +208,10 @@ def make_variant(module: torch.nn.Module, key: tuple, recipe: Any, compile_sourc
     for attr, value_name, user_names in variants.edits:
         values_found = found.get(value_name, [])
         if not values_found:
-            continue  # the block's place is not on this path
+            raise ModelError(f"{owner}: the forward for {_shown_key(variants.params, values)} does not compute the "
+                             f"value SE block {attr!r} scales (seinject placed its blocks on the path of "
+                             f"{_shown(variants.params, recipe, 0)}); apply with example_inputs that make this call, "
+                             "or call the model as it was traced")
         users = None
         if user_names is not None:
             users = [found[u][0] for u in user_names if len(found.get(u, [])) == 1]

@@ -147,10 +147,12 @@ class _Builder:
         return lg
 
     def traced_for(self, path: str, module: nn.Module, calls: list, recorded: dict | None) -> LocalGraph:
-        """The first trace that works among the calls to try (None: the plain trace), else a trace at the
-        values the shape pass recorded (example_inputs), else the first failure."""
+        """The first trace that works among the calls to try (None: the plain trace; a function: the call
+        it makes), else a trace at the values the shape pass recorded (example_inputs), else the first
+        failure."""
         tried: list[LocalGraph] = []
         for call in calls:
+            call = call() if callable(call) else call  # made only when the calls before it failed
             if any((t.call.key() if t.call is not None else None) == (call.key() if call is not None else None)
                    for t in tried):
                 continue
@@ -303,13 +305,12 @@ class _Builder:
         traced as a list of that length. A forward that still stops (`if embed:`, `*args`) is traced
         with the call's flags fixed too, then at the values of example_inputs."""
         previous = self.graphs.get(path)
-        call = _call_site(sub, node, env, fix_passed=False)
-        full = _call_site(sub, node, env, fix_passed=True)
-        wanted = call.key() if call else None
-        if previous is not None and previous.graph is not None and \
-                (previous.call.key() if previous.call else None) in (wanted, full.key()):
+        call = _call_site(sub, node, env, fix_passed=False) or None
+        if previous is not None and previous.graph is not None and previous.call is not None and call is not None \
+                and previous.call.key() == call.key() or previous is not None and previous.call is call is None:
             return previous  # the same module called again the same way
-        lg = self.traced_for(path, sub, [call or None, full], self.shapes.get(path))
+        lg = self.traced_for(path, sub, [call, lambda: _call_site(sub, node, env, fix_passed=True)],
+                             self.shapes.get(path))
         if previous is not None:  # called again, another way: every trace of it counts every call
             lg.calls = previous.calls
         self.graphs[path] = lg
