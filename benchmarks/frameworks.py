@@ -130,6 +130,31 @@ def check(name: str, rule: str) -> dict:
     return row
 
 
+def compact(rows: list[dict]) -> str:
+    """One line per model: blocks per rule (sites without example_inputs in brackets, "already has SE"
+    skips after a +), stages seen, worst max |Δ|, blocks running after ultralytics' fuse."""
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    rules = list(dict.fromkeys(row["rule"] for row in rows))
+    lines = ["| model | " + " | ".join(rules) + " | stages | max \\|Δ\\| | after fuse |",
+             "|---|" + "---:|" * len(rules) + "---|---:|---|"]
+    for model in models:
+        mine = {row["rule"]: row for row in rows if row["model"] == model}
+        if any("error" in row for row in mine.values()):
+            lines.append(f"| {model} | error |")
+            continue
+        cells = []
+        for rule in rules:
+            row = mine[rule]
+            cell = f"{row['blocks']} ({row['sites_without_inputs']})"
+            cells.append(cell + (f" +{row['already_se']} SE" if row["already_se"] else ""))
+        stages = sorted({s for row in mine.values() for s in row["stages"]}, key=lambda s: (s is None, s))
+        worst = max(row["max_abs_diff"] for row in mine.values())
+        fused = [row for row in mine.values() if "fused_blocks_ran" in row]
+        fuse = (f"{sum(r['fused_blocks_ran'] for r in fused)}/{sum(r['blocks'] for r in fused)}" if fused else "n/a")
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {','.join(map(str, stages)) or '–'} | {worst:g} | {fuse} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict], versions: dict) -> str:
     lines = ["# Framework models: Hugging Face and ultralytics", "",
              "Made by `../zoo/bin/python benchmarks/frameworks.py --md docs/coverage/frameworks.md "
@@ -139,6 +164,9 @@ def markdown(rows: list[dict], versions: dict) -> str:
              "*no inputs* gives the sites `plan` finds without them. *fuse* is ultralytics' own "
              "`model.fuse()` on the rewritten model: blocks that still run / blocks, and max |Δ| against the "
              "plain model fused the same way.", "",
+             "Per model: blocks per rule with example_inputs (in brackets: sites without them; +N SE: sites "
+             "skipped as already having SE), the stages the blocks are in, the largest max |Δ|, and blocks "
+             "that still run after ultralytics' fuse() / blocks.", "", compact(rows), "Per model and rule:", "",
              "| model | rule | blocks | no inputs | already SE | stages | left out | max \\|Δ\\| | fuse | other skips |",
              "|---|---|---:|---:|---:|---|---|---:|---|---|"]
     for row in rows:

@@ -127,10 +127,9 @@ def forward_function(module: nn.Module) -> Callable:
     return type(module).forward
 
 
-def defaults_call(module: nn.Module, passed: int, given: dict | None = None, why: str = "") -> Call:
-    """The call that passes `passed` positional traced values (and the keyword values in `given`,
-    PH or fixed) and leaves every other parameter at its default: defaults of simple type are fixed,
-    `*args` and `**kwargs` are empty.
+def defaults_call(module: nn.Module, passed: int, why: str = "the defaults") -> Call:
+    """The call that passes `passed` positional traced values and leaves every other parameter at its
+    default: defaults of simple type are fixed, `*args` and `**kwargs` are empty.
 
     Example:
         >>> class Net(nn.Module):
@@ -138,22 +137,16 @@ def defaults_call(module: nn.Module, passed: int, given: dict | None = None, why
         >>> defaults_call(Net(), passed=1).values
         (('flag', None),)
     """
-    given = dict(given or {})
     values = []
     for index, parameter in enumerate(forward_parameters(module)):
-        name = parameter.name
         if parameter.kind is parameter.VAR_POSITIONAL:
-            values.append((name, ()))
+            values.append((parameter.name, ()))
         elif parameter.kind is parameter.VAR_KEYWORD:
-            rest = {k: v for k, v in given.items() if k not in {p.name for p in forward_parameters(module)}}
-            values.append((name, rest))
-        elif name in given:
-            if given[name] is not PH:
-                values.append((name, given[name]))
+            values.append((parameter.name, {}))
         elif index < passed and parameter.kind is not parameter.KEYWORD_ONLY:
             continue
         elif parameter.default is not parameter.empty and simple(parameter.default):
-            values.append((name, parameter.default))
+            values.append((parameter.name, parameter.default))
     return Call(tuple(values), why)
 
 

@@ -159,7 +159,7 @@ def dispatcher(variants: Variants, forwards: list, table: dict, variant: Callabl
     """A forward with the signature of the traced ones that runs the variant for its arguments' key."""
     signature = inspect.signature(forwards[0])
     parameters = list(signature.parameters.values())[1:]
-    defaults = {f"_d{i}": p.default for i, p in enumerate(parameters) if p.default is not p.empty}
+    defaults = {f"_seinject_d{i}": p.default for i, p in enumerate(parameters) if p.default is not p.empty}
     heads, calls = [], []
     for i, p in enumerate(parameters):
         if p.kind is p.VAR_POSITIONAL:
@@ -171,17 +171,18 @@ def dispatcher(variants: Variants, forwards: list, table: dict, variant: Callabl
         else:
             if p.kind is p.KEYWORD_ONLY and not any(h.startswith("*") for h in heads):
                 heads.append("*")
-            heads.append(p.name + (f"=_d{i}" if p.default is not p.empty else ""))
+            heads.append(p.name + (f"=_seinject_d{i}" if p.default is not p.empty else ""))
             calls.append(f"{p.name}={p.name}" if p.kind is p.KEYWORD_ONLY else p.name)
-    parts = (["self.training"] if variants.modes else []) + [f"_key({name})" for name in variants.params]
+    # names the forward's own parameters cannot take: they all start with _seinject_
+    parts = (["self.training"] if variants.modes else []) + [f"_seinject_key({name})" for name in variants.params]
     key = f"({', '.join(parts)}{',' if parts else ''})"
     src = (f"def forward(self, {', '.join(heads)}):\n"
-           f"    key = {key}\n"
-           f"    fn = _table.get(key)\n"
-           f"    if fn is None:\n"
-           f"        fn = _variant(self, key)\n"
-           f"    return fn(self, {', '.join(calls)})\n")
-    namespace = {"_table": table, "_variant": variant, "_key": runtime_key, **defaults}
+           f"    _seinject_k = {key}\n"
+           f"    _seinject_f = _seinject_table.get(_seinject_k)\n"
+           f"    if _seinject_f is None:\n"
+           f"        _seinject_f = _seinject_variant(self, _seinject_k)\n"
+           f"    return _seinject_f(self, {', '.join(calls)})\n")
+    namespace = {"_seinject_table": table, "_seinject_variant": variant, "_seinject_key": runtime_key, **defaults}
     exec(compile(src, "<seinject variant dispatch>", "exec"), namespace)
     return namespace["forward"]
 

@@ -20,9 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import dis
-import functools
-import inspect
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,13 +31,16 @@ from torch.fx._symbolic_trace import PH
 
 from ..graph.site import Skip
 from ..graph.view import GraphView, RawOp
-from .calls import Call, defaults_call, forward_function, forward_parameters, simple
+from .calls import Call, defaults_call
 from .kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
 from .install import ATTACHED
 from .shapes import bind_recorded, record_shapes, recorded_call
 from .structure import StructureKeys
+from .se_pattern import excitation_input
 from .trace import LocalGraph, is_inplace, module_inplace, reusable, submodule, trace_module, walk_modules
 from .valued import SHAPE_KEY, trace_valued
+from .values import (Const, DictStruct, ListStruct, Split, Struct, bind, call_site, inputs_of, mutated_list,
+                     required_inputs, value_of, without_mutated_lists)
 
 
 @dataclass
@@ -67,42 +67,6 @@ class TorchGraph:
     # module id -> calls in one forward pass on example_inputs (None without them); this also
     # counts calls from forwards the trace could not follow
     run_calls: dict[int, int] | None = None
-
-
-class _Struct(tuple):
-    """A tuple of values (a module's returned tuple, an fx literal)."""
-
-
-class _ListStruct(_Struct):
-    """A list of values: kept apart from a tuple, a forward may branch on `isinstance(x, list)`."""
-
-
-class _DictStruct(dict):
-    """A dict of values (a module's returned dict or Hugging Face ModelOutput, a `**kwargs`)."""
-
-    def item(self, key: Any) -> Any:
-        """`d[key]`; an int reads the int-th value that is not None, as ModelOutput's indexing does."""
-        if isinstance(key, str):
-            return self.get(key)
-        if isinstance(key, int) and not isinstance(key, bool):
-            present = [v for v in self.values() if v is not None]
-            return present[key] if -len(present) <= key < len(present) else None
-        return None
-
-
-class _Const:
-    """A tensor fetched with get_attr (a parameter, buffer or constant)."""
-
-    def __init__(self, tensor: Any):
-        self.tensor = tensor
-
-
-@dataclass
-class _Split:
-    """A chunk/split call whose parts are each read by getitem: each read becomes a split op."""
-
-    source: str
-    attrs: dict
 
 
 def _has_forward(module: nn.Module) -> bool:
@@ -195,8 +159,8 @@ class _Builder:
         # traced for the call it gets: the one example_inputs showed (its flags, its lists of tensors),
         # else a call passing its required inputs and leaving every parameter with a default at its
         # default (`if mask is not None:` then takes the branch a plain call takes); else plain
-        seen = _without_mutated_lists(module, recorded_call(module, recorded)) if recorded else None
-        call = seen if seen is not None else defaults_call(module, passed=_required(module))
+        seen = without_mutated_lists(module, recorded_call(module, recorded)) if recorded else None
+        call = seen if seen is not None else defaults_call(module, passed=required_inputs(module))
         lg = self.graphs[path] = self.traced_for(path, module, [call or None, None], recorded)
         if lg.graph is None:
             self.leave_out(lg)
@@ -234,9 +198,9 @@ class _Builder:
                 else:
                     env[node] = bound.get(node)
             elif node.op == "get_attr":
-                env[node] = _Const(_fetch(lg.module, node.target))
+                env[node] = Const(_fetch(lg.module, node.target))
             elif node.op == "output":
-                return _value(node.args[0], env)
+                return value_of(node.args[0], env)
             elif node.op == "call_module":
                 sub = submodule(lg.module, node.target)
                 env[node] = self.call_module(node, sub, lg, env)
@@ -259,7 +223,7 @@ class _Builder:
             items = items if isinstance(items, (list, tuple)) and len(items) == len(layout) else [None] * len(layout)
             ids = [self.emit(node, lg, "input", {}, [], [], f"{name}.{i}", getattr(item, "shape", None))
                    for i, item in enumerate(items)]
-            return (_ListStruct if type(layout) is list else _Struct)(ids)
+            return (ListStruct if type(layout) is list else Struct)(ids)
         return self.emit(node, lg, "input", {}, [], [], name, shape)
 
     def call_module(self, node: fx.Node, sub: nn.Module, lg: LocalGraph, env: dict) -> Any:
@@ -269,20 +233,20 @@ class _Builder:
             child = self.child_graph(path, sub, node, env)
             if child.graph is not None:
                 start = len(self.ops)
-                out = self.expand(child, _bind(child.graph, node, env))
-                scaled = _excitation(self.ops, start, out)
+                out = self.expand(child, bind(child.graph, node, env))
+                scaled = excitation_input(self.ops, start, out)
                 if scaled is None:
                     return out
                 # a channel-attention module of any name (x · gate(f(pool(x)))): one "se" op, as in ONNX
                 del self.ops[start:]
-                inputs, locals_ = _inputs(node, env)
+                inputs, locals_ = inputs_of(node, env)
                 carrier = next((local for i, local in zip(inputs, locals_) if i == scaled), None)
                 return self.emit(node, lg, "se", {"foreign": type(sub).__name__}, [scaled], [carrier],
                                  self.unique(path), self.shapes.get(path, {}).get("out"))
             self.leave_out(child)
         kind, attrs = self.classify(sub) if leaf else ("other", {"opaque": True})
         shape = self.shapes.get(path, {}).get("out")
-        inputs, locals_ = _inputs(node, env)
+        inputs, locals_ = inputs_of(node, env)
         if not leaf:
             return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(path), shape)
         self.leaf_calls[id(sub)] = self.leaf_calls.get(id(sub), 0) + 1
@@ -305,11 +269,11 @@ class _Builder:
         traced as a list of that length. A forward that still stops (`if embed:`, `*args`) is traced
         with the call's flags fixed too, then at the values of example_inputs."""
         previous = self.graphs.get(path)
-        call = _call_site(sub, node, env, fix_passed=False) or None
+        call = call_site(sub, node, env, fix_passed=False) or None
         if previous is not None and previous.graph is not None and previous.call is not None and call is not None \
                 and previous.call.key() == call.key() or previous is not None and previous.call is call is None:
             return previous  # the same module called again the same way
-        lg = self.traced_for(path, sub, [call, lambda: _call_site(sub, node, env, fix_passed=True)],
+        lg = self.traced_for(path, sub, [call, lambda: call_site(sub, node, env, fix_passed=True)],
                              self.shapes.get(path))
         if previous is not None:  # called again, another way: every trace of it counts every call
             lg.calls = previous.calls
@@ -338,36 +302,36 @@ class _Builder:
         name = _join(lg.path, node.name) if lg.path else node.name
         if node.target is operator.getitem:
             source = env.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
-            if isinstance(source, _Struct) and isinstance(node.args[1], int):
+            if isinstance(source, Struct) and isinstance(node.args[1], int):
                 return source[node.args[1]] if -len(source) <= node.args[1] < len(source) else None
-            if isinstance(source, _DictStruct):
+            if isinstance(source, DictStruct):
                 return source.item(node.args[1])
-            if isinstance(source, _Split):  # one part of a split: its own op, read from the whole
+            if isinstance(source, Split):  # one part of a split: its own op, read from the whole
                 attrs = {**source.attrs, "index": node.args[1]}
                 return self.emit(node, lg, "split", attrs, [source.source], [None], self.unique(name))
         if isinstance(node.target, type) and issubclass(node.target, dict) and not node.args:
-            return _DictStruct((k, _value(v, env)) for k, v in node.kwargs.items())  # a ModelOutput built
+            return DictStruct((k, value_of(v, env)) for k, v in node.kwargs.items())  # a ModelOutput built
         if node.target is getattr and isinstance(node.args[0], fx.Node) and len(node.args) == 2:
             source = env.get(node.args[0])
-            if isinstance(source, _DictStruct):  # `outputs.last_hidden_state` of a returned ModelOutput
+            if isinstance(source, DictStruct):  # `outputs.last_hidden_state` of a returned ModelOutput
                 return source.get(node.args[1])
-        args = tuple(_value(a, env) for a in node.args)
-        kwargs = {k: _value(v, env) for k, v in node.kwargs.items()}
+        args = tuple(value_of(a, env) for a in node.args)
+        kwargs = {k: value_of(v, env) for k, v in node.kwargs.items()}
         kind, attrs = classify_call(node.op, node.target, args, kwargs)
-        if kind in ("add", "mul") and any(isinstance(a, _Struct) for a in args):
+        if kind in ("add", "mul") and any(isinstance(a, Struct) for a in args):
             kind, attrs = "other", {}  # `(y,) + parts[1:]`: tuple arithmetic, not a tensor op
-        if kind == "concat" and node.args and _mutated_list(node.args[0]):
+        if kind == "concat" and node.args and mutated_list(node.args[0]):
             # torch.cat(xs) of a list the forward was given and appends to (timm's VoVNet
             # SequentialAppendList): the caller's list does not say which tensors it holds then
             kind, attrs = "other", {}
-        inputs, locals_ = _inputs(node, env)
+        inputs, locals_ = inputs_of(node, env)
         if kind == "split":
             if len(inputs) == 1 and _parts_read_by_index(node):
-                return _Split(inputs[0], attrs)
+                return Split(inputs[0], attrs)
             kind, attrs = "other", {}  # the parts are used as a whole: one opaque op
         if kind == "conv":
             weight = args[1] if len(args) > 1 else kwargs.get("weight")
-            if isinstance(weight, _Const) and isinstance(weight.tensor, torch.Tensor):
+            if isinstance(weight, Const) and isinstance(weight.tensor, torch.Tensor):
                 attrs.update(conv_weight_attrs(weight.tensor, attrs.get("groups", 1)))
         return self.emit(node, lg, kind, attrs, inputs, locals_, self.unique(name))
 
@@ -424,190 +388,6 @@ def _fetch(module: nn.Module, target: str) -> Any:
     return obj
 
 
-def _value(arg: Any, env: dict) -> Any:
-    if isinstance(arg, fx.Node):
-        return env.get(arg)
-    if isinstance(arg, (list, tuple)):
-        return (_ListStruct if isinstance(arg, list) else _Struct)(_value(a, env) for a in arg)
-    if isinstance(arg, dict):
-        return _DictStruct((k, _value(v, env)) for k, v in arg.items())
-    return arg
-
-
-@functools.lru_cache(maxsize=None)
-def _may_mutate_lists(function: Any) -> bool:
-    """Whether a forward's own code calls a list-mutating method or assigns/deletes an item
-    (`xs.append(y)`, `xs[0] = y`): traced with a list of placeholders, such changes to the caller's
-    list would happen at trace time only."""
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return True
-    return any(ins.opname in ("STORE_SUBSCR", "DELETE_SUBSCR")
-               or (ins.opname in ("LOAD_METHOD", "LOAD_ATTR") and ins.argval in _LIST_MUTATIONS)
-               for ins in dis.get_instructions(code))
-
-
-def _call_site(module: nn.Module, call: fx.Node, env: dict, fix_passed: bool) -> Call:
-    """How the parent's call node calls `module`, as a Call for tracing it: defaults the call leaves out
-    are fixed (when simple), lists and tuples of tensors become lists of PH (unless the forward may
-    change the list in place); with fix_passed, simple values the call passes (flags) are fixed too,
-    and `*args` / `**kwargs` get what the call passes them."""
-    parameters = forward_parameters(module)
-    mutates = _may_mutate_lists(forward_function(module))
-    positional = [_argument_value(a, env) for a in call.args]
-    keywords = {k: _argument_value(v, env) for k, v in call.kwargs.items()}
-    named = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    values = []
-    for parameter in parameters:
-        name = parameter.name
-        if parameter.kind is parameter.VAR_POSITIONAL:
-            if fix_passed:
-                values.append((name, tuple(_as_argument(v, mutates) for v in positional)))
-            positional = []
-        elif parameter.kind is parameter.VAR_KEYWORD:
-            if fix_passed:
-                values.append((name, {k: _as_argument(v, mutates) for k, v in keywords.items() if k not in named}))
-        elif positional and parameter.kind is not parameter.KEYWORD_ONLY:
-            chosen = _as_argument(positional.pop(0), mutates, fix_passed)
-            if chosen is not PH:
-                values.append((name, chosen))
-        elif name in keywords:
-            chosen = _as_argument(keywords[name], mutates, fix_passed)
-            if chosen is not PH:
-                values.append((name, chosen))
-        elif parameter.default is not parameter.empty and simple(parameter.default):
-            values.append((name, parameter.default))
-    return Call(tuple(values), "the call in its parent's forward")
-
-
-def _as_argument(value: Any, mutates: bool, fix: bool = True) -> Any:
-    """PH, a list/tuple of PH (a list of traced tensors), or the fixed value of one argument."""
-    if isinstance(value, _Struct) and value and all(isinstance(item, str) for item in value):
-        return PH if mutates else ([PH] * len(value) if isinstance(value, _ListStruct) else (PH,) * len(value))
-    if isinstance(value, (str, _Struct, _DictStruct, _Const, _Split, _Unknown)):
-        return PH  # a traced value (an op id), a structure holding some, a tensor constant, unknown
-    return value if fix and simple(value) else PH
-
-
-class _Unknown:
-    """An argument computed in the parent's graph whose value the view does not know (a shape read)."""
-
-
-def _argument_value(arg: Any, env: dict) -> Any:
-    value = _value(arg, env)
-    return _Unknown() if value is None and isinstance(arg, fx.Node) else value
-
-
-def _required(module: nn.Module) -> int:
-    """How many positional values a call must pass (at least one: a forward's first input)."""
-    required = [p for p in forward_parameters(module) if p.default is p.empty and
-                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return max(1, len(required))
-
-
-def _without_mutated_lists(module: nn.Module, call: Call | None) -> Call | None:
-    """The recorded call, with lists traced as one value when the forward may change them in place."""
-    if call is None or not _may_mutate_lists(forward_function(module)):
-        return call
-    return Call(tuple((k, PH if isinstance(v, (list, tuple)) and v and all(i is PH for i in v) else v)
-                      for k, v in call.values), call.why)
-
-
-_GATES = frozenset({"sigmoid", "hardsigmoid"})
-
-
-def _excitation(ops: list[RawOp], start: int, out: Any) -> str | None:
-    """The scaled input x when the ops a module call emitted (ops[start:]) compute x · g, g from x only
-    through a global pool and a sigmoid-type gate, with nothing else (an SE block by structure, as
-    seinject.onnx.se_pattern sees it in ONNX); else None."""
-    inner = {op.id: op for op in ops[start:]}
-    last = inner.get(out) if isinstance(out, str) else None
-    if last is None or last.kind != "mul" or len(last.inputs) != 2:
-        return None
-    for x, g in (tuple(last.inputs), tuple(reversed(last.inputs))):
-        if x in inner or g not in inner:
-            continue
-        seen, stack, pool, gate = set(), [g], False, False
-        while stack:
-            op = inner[stack.pop()]
-            if op.id in seen:
-                continue
-            seen.add(op.id)
-            gate = gate or (op.kind == "act" and op.attrs.get("fn") in _GATES)
-            if op.attrs.get("global_pool") and op.inputs == [x]:
-                pool = True
-                continue
-            if any(i == x and op.kind != "shape" or i != x and i not in inner for i in op.inputs):
-                stack = None
-                break
-            stack += [i for i in op.inputs if i != x]
-        if stack is not None and pool and gate and \
-                all(op.id in seen or op.kind == "shape" for op in inner.values() if op is not last):
-            return x
-    return None
-
-
-def _inputs(node: fx.Node, env: dict) -> tuple[list, list]:
-    """Producer ids of a node's tensor inputs, and the local nodes carrying them."""
-    inputs: list = []
-    locals_: list = []
-    for arg in node.args:
-        _collect_inputs(arg, env, inputs, locals_)
-    for arg in node.kwargs.values():
-        _collect_inputs(arg, env, inputs, locals_)
-    return inputs, locals_
-
-
-def _collect_inputs(arg: Any, env: dict, inputs: list, locals_: list) -> None:
-    # a module-level function, not a closure: a recursive closure is a reference cycle
-    # that only the cyclic collector frees, and _inputs runs once per op
-    if isinstance(arg, fx.Node):
-        value = env.get(arg)
-        if isinstance(value, str):
-            inputs.append(value)
-            locals_.append(arg)
-        elif isinstance(value, (_Struct, _DictStruct)):
-            for item in (value.values() if isinstance(value, _DictStruct) else value):
-                if isinstance(item, str):
-                    inputs.append(item)
-                    locals_.append(None)
-    elif isinstance(arg, (list, tuple)):
-        for item in arg:
-            _collect_inputs(item, env, inputs, locals_)
-    elif isinstance(arg, dict):
-        for item in arg.values():
-            _collect_inputs(item, env, inputs, locals_)
-
-
-def _bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
-    """Map a child graph's placeholders to the values the parent passes in."""
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    bound: dict = {}
-    positional = list(call.args)
-    named = {str(ph.target) for ph in placeholders}
-    for ph in placeholders:
-        name = str(ph.target)
-        if name.startswith("**"):
-            bound[ph] = _DictStruct((k, _value(v, env)) for k, v in call.kwargs.items() if k not in named)
-        elif name.startswith("*"):
-            bound[ph] = _Struct(_value(a, env) for a in positional)
-            positional = []
-        elif positional:
-            bound[ph] = _value(positional.pop(0), env)
-        elif name in call.kwargs:
-            bound[ph] = _value(call.kwargs[name], env)
-    return bound
-
-
 # failures of a plain trace that example values can answer (a proxy read as a Python value)
 _CONCRETE_READS = ("control flow", "int()", "cannot be interpreted as an integer", "cannot be iterated",
                    "has no len()", "float()")
-_LIST_MUTATIONS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "__setitem__",
-                             "__delitem__", "__iadd__"})
-
-
-def _mutated_list(value: object) -> bool:
-    """Whether an fx value (a list the forward was given) is changed in place by the forward."""
-    return isinstance(value, fx.Node) and any(
-        user.op == "call_method" and user.target in _LIST_MUTATIONS and user.args and user.args[0] is value
-        for user in value.users)
