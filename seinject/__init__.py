@@ -62,6 +62,9 @@ def apply(model: Any, rule: "str | Rule" = "after_residual", *, inplace: bool = 
     and filters (include, exclude, stages, min_channels, max_channels, first, last, every, ...).
     verify (default: True when example_inputs are given) runs the model before and after on
     example_inputs and raises VerificationError unless the outputs are exactly equal.
+    example_inputs (a tensor or a tuple of the forward's arguments) also let seinject trace the
+    call the model gets (its flags), forwards that compute on their input's sizes (Hugging Face's
+    TF padding), and number stages by the resolutions the model really has.
 
     Example:
         >>> import torch, torch.nn as nn, seinject

@@ -1,6 +1,7 @@
 """GraphView facts on hand-built op graphs: residual joins, branch vs shortcut, layouts, channels."""
 
 import pytest
+import torch
 
 from seinject.graph.view import GraphView, RawOp
 
@@ -81,7 +82,7 @@ def test_upsample_takes_levels_off_and_an_opaque_op_starts_a_new_origin():
     """FPN/YOLO necks: an upsample by 2 brings a map back to the level of the one it is concatenated with;
     after a module seinject could not trace, levels count from that module (its effect is unknown)."""
     x = RawOp("x", "input", "x", [])
-    ops = [x, conv("c1", "x", stride=2), conv("c2", "c1", stride=2), op("up", "other", "c2", upsample=(2.0,)),
+    ops = [x, conv("c1", "x", stride=2), conv("c2", "c1", stride=2), op("up", "other", "c2", resample=(2.0,)),
            op("cat", "concat", "up", "c1", channel_concat=True), op("box", "other", "cat", opaque=True),
            conv("c3", "box", stride=2)]
     view = GraphView(ops)
@@ -121,3 +122,25 @@ def test_a_split_along_another_dim_is_not_a_known_feature_map():
     assert not view.is_feature_map("p")
 
 
+
+
+def test_strided_slices_of_one_map_share_a_new_origin():
+    """YOLOv5's Focus: four `x[..., a::2, b::2]` slices concatenated; their resolution is one, but unknown
+    relative to the input (no shapes), so the convs after it count from there."""
+    import torch.nn as nn
+
+    from seinject.torch.view import build_view
+
+    class Focus(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.down = nn.Conv2d(12, 8, 3, padding=1), nn.Conv2d(8, 8, 3, 2, 1)
+
+        def forward(self, x):
+            x = torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1)
+            return self.down(self.conv(x))
+
+    view = build_view(Focus()).view
+    by_name = {view.node(n).name: view.node(n) for n in view.nodes()}
+    assert by_name["cat"].origin == by_name["conv"].origin != by_name["x"].origin
+    assert by_name["down"].level - by_name["conv"].level == 2

@@ -8,7 +8,8 @@ times fewer spatial positions its value has than the reference:
 - else from the ops on the way: a strided conv or pool adds log2 of its stride's product, an
   upsample by a known factor takes it off, other ops keep their input's level. The level is
   then relative to its origin: the graph input, or an op whose effect on resolution is unknown
-  (a module seinject could not trace, an input of such a module's traced children). Values of
+  (a module seinject could not trace, an input of such a module's traced children, a resize to a
+  size, a strided slice or a pixel shuffle: `resample="size"`). Values of
   different origins cannot be compared (origin None where they meet).
 
 A value computed from a global pool (N×C×1×1: the squeeze of a channel-attention branch, a
@@ -71,9 +72,11 @@ def infer_resolution(node: "ViewNode", inputs: list["ViewNode"], reference: int 
         return
     node.origin = origins.pop()
     step = _step(node, rank)
-    node.level = None if step is None else max(i.level for i in maps) + step
-    if node.level is None:  # a resize to an absolute size: a new origin
-        node.origin, node.level = node.id, 0.0
+    level = max(i.level for i in maps)
+    node.level = None if step is None else level + step
+    if node.level is None:  # a resize to a size, a strided slice: a new origin, shared by resamples alike
+        key = node.attrs.get("resample_key")
+        node.origin, node.level = (f"{node.origin}|{level}|{key}" if key else node.id), 0.0
 
 
 def is_global_pool(node: "ViewNode") -> bool:
@@ -104,7 +107,7 @@ def _step(node: "ViewNode", rank: int | None) -> float | None:
         if stride and all(isinstance(s, int) and s > 0 for s in stride):
             return math.log2(math.prod(stride))
         return 0.0
-    scale = node.attrs.get("upsample")
+    scale = node.attrs.get("resample")
     if scale is not None:
         if scale == "size" or len(scale) == 1 and rank is None:
             return None  # a new size, or one factor on an unknown number of dims

@@ -119,7 +119,7 @@ class GraphView:
         reference = reference_area([self._nodes[n] for n in self.order])
         for n in self.order:
             node = self._nodes[n]
-            rank = self.spatial_rank(node.inputs[0]) if "upsample" in node.attrs and node.inputs else None
+            rank = self.spatial_rank(node.inputs[0]) if "resample" in node.attrs and node.inputs else None
             infer_resolution(node, [self._nodes[i] for i in node.inputs], reference, rank)
         for n in self.order:
             if self._nodes[n].kind == "add":

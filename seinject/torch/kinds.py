@@ -180,7 +180,7 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any]]:
     if isinstance(module, (nn.Flatten, nn.Unflatten)):
         return "reshape", {}
     if isinstance(module, nn.Upsample):  # UpsamplingNearest2d and UpsamplingBilinear2d too
-        return "other", {"type": type(module).__name__, "upsample": _upsample(module.scale_factor, module.size)}
+        return "other", {"type": type(module).__name__, "resample": _upsample(module.scale_factor, module.size)}
     return "other", {"type": type(module).__name__}
 
 
@@ -304,8 +304,13 @@ def classify_call(op: str, target: Any, args: tuple, kwargs: dict) -> tuple[str,
             attrs["global_pool"] = True
     elif kind == "other" and target in ("mean", "amax", torch.mean, torch.amax):
         attrs.update(_reduction(args, kwargs))
+    elif kind == "other" and (target is operator.getitem and _strided_index(args[1] if len(args) > 1 else None)
+                              or target in (F.pixel_shuffle, F.pixel_unshuffle, torch.pixel_shuffle,
+                                            torch.pixel_unshuffle, "pixel_shuffle", "pixel_unshuffle")):
+        attrs["resample"] = "size"  # `x[..., ::2, ::2]` (YOLOv5's Focus), pixel (un)shuffle: a new resolution
+        attrs["resample_key"] = _resample_key(target, args)  # alike resamples of one map share their origin
     elif kind == "other" and target in (F.interpolate, F.upsample):
-        attrs["upsample"] = _upsample(kwargs.get("scale_factor", args[2] if len(args) > 2 else None),
+        attrs["resample"] = _upsample(kwargs.get("scale_factor", args[2] if len(args) > 2 else None),
                                       kwargs.get("size", args[1] if len(args) > 1 else None))
     elif kind == "identity" and target is F.pad:
         pads = kwargs.get("pad", args[1] if len(args) > 1 else None)
@@ -317,6 +322,21 @@ def classify_call(op: str, target: Any, args: tuple, kwargs: dict) -> tuple[str,
         attrs.update(stride=_tuple(stride) if isinstance(stride, (int, tuple, list)) else None,
                      groups=groups if isinstance(groups, int) else 1)
     return kind, attrs
+
+
+def _resample_key(target: Any, args: tuple) -> str:
+    """What makes two resamples of one map land at the same resolution: the steps of a slice, the factor
+    of a pixel shuffle (not the slice's start: YOLOv5's Focus takes four slices of one map)."""
+    if target is operator.getitem:
+        items = args[1] if isinstance(args[1], tuple) else (args[1],)
+        return "steps" + repr(tuple(i.step if isinstance(i, slice) else None for i in items))
+    return f"{getattr(target, '__name__', target)}{args[1:2]!r}"
+
+
+def _strided_index(index: Any) -> bool:
+    """Whether an index takes every k-th element (k > 1) of some dim: `x[:, :, ::2]`."""
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, slice) and isinstance(i.step, int) and i.step > 1 for i in items)
 
 
 def _reduction(args: tuple, kwargs: dict) -> dict[str, Any]:
