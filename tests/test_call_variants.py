@@ -128,3 +128,93 @@ def test_a_variant_without_the_blocks_place_is_a_model_error():
     assert torch.equal(new(x), net(x))
     with pytest.raises(seinject.ModelError, match=r"skip=True.*block 'se'.*feeds it elsewhere"):
         new(x, skip=True)
+
+
+# -- found in review: each of these ran fewer blocks, other code, or crashed ------------------------------
+class Moded(nn.Module):
+    """`if deep:` does what `self.mode` says: two instances share a rewritten class, not their variants."""
+
+    def __init__(self, mode: int) -> None:
+        super().__init__()
+        self.conv1, self.mode = nn.Conv2d(3, 8, 3, padding=1), mode
+
+    def forward(self, x, deep=False):
+        x = F.relu(self.conv1(x))
+        if deep:
+            x = x * 2 if self.mode == 1 else x * 3
+        if deep and self.training:
+            x = x + 1
+        return x
+
+
+def test_variants_belong_to_their_module_and_mode():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 8, 8)
+    a, b = Moded(1).eval(), Moded(2).eval()
+    b.load_state_dict(a.state_dict())
+    new_a, new_b = quiet_apply(a, "conv_block"), quiet_apply(b, "conv_block")
+    assert type(new_a) is type(new_b)  # the traced path is the same code
+    assert torch.equal(new_a(x, deep=True), a(x, deep=True)) and torch.equal(new_b(x, deep=True), b(x, deep=True))
+    new_b.train(), b.train()  # the mode picks the variant too: the forward reads self.training
+    assert torch.equal(new_b(x, deep=True), b(x, deep=True))
+
+
+def test_a_second_apply_into_a_module_rewritten_for_its_flags_is_a_skip_with_the_reason():
+    net, x = Shortcut().eval(), torch.randn(1, 8, 6, 6)
+    once = quiet_apply(net, "after_residual")
+    twice = quiet_apply(once, "residual_branch")
+    assert [name for name, _ in seinject.se_modules(twice)] == [name for name, _ in seinject.se_modules(once)]
+    assert any("rewritten by an earlier apply for the values of its flags" in s.reason
+               for s in seinject.report(twice).skipped)
+
+
+def test_a_scalar_in_example_inputs_is_traced_not_fixed():
+    """A timestep passed as a float: one forward serves every value (no variant per value)."""
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x, t=0.5):
+            return F.relu(self.conv(x)) * t
+
+    net, x = Scaled().eval(), torch.randn(1, 3, 8, 8)
+    new = quiet_apply(net, "conv_block", example_inputs=(x, 0.25))
+    assert getattr(type(new), "_seinject_recipe").variants is None
+    assert all(torch.equal(new(x, t), net(x, t)) for t in (0.1, 0.7, 2.0))
+
+
+def test_a_nan_default_is_a_value_like_any_other():
+    class Eps(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x, eps=float("nan"), flag=False):
+            y = F.relu(self.conv(x))
+            return y * 2 if flag else y
+
+    net, x = Eps().eval(), torch.randn(1, 3, 8, 8)
+    new = quiet_apply(net, "conv_block")
+    assert torch.equal(new(x), net(x)) and torch.equal(new(x, eps=float("nan"), flag=True), net(x, flag=True))
+
+
+def test_a_keyword_only_parameter_fx_cannot_write_back_leaves_the_module_out():
+    class KwOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x, y=None, *, z):
+            return F.relu(self.conv(x))
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = KwOnly()
+
+        def forward(self, x):
+            return self.inner(x, z=1)
+
+    plan = seinject.plan(Outer(), "conv_block")
+    assert [(p.name, "keyword-only parameter 'z'" in p.reason) for p in plan.left_out] == [("inner", True)]

@@ -259,3 +259,58 @@ def test_a_forward_replaced_by_something_else_is_left_out_with_the_reason():
     plan = quiet_plan(net, "conv_block")
     assert [site.name for site in plan] == ["layers.0.act", "layers.2.act"]
     assert [(part.name, "replaced on the instance" in part.reason) for part in plan.left_out] == [("layers.1", True)]
+
+
+def test_a_wrapper_assigned_as_forward_runs_the_blocks_once():
+    """accelerate's hooks assign `m.forward = partial(new_forward, m)`, which calls the forward it replaced:
+    the blocks are in that forward already and must not run twice."""
+    import functools
+
+    torch.manual_seed(0)
+    net, x = FusableNet().eval(), torch.randn(1, 3, 16, 16)
+    new = quiet_apply(net, "conv_block")
+    layer = new.layers[0]
+    layer._old_forward = layer.forward
+
+    def new_forward(module, *args, **kwargs):
+        return module._old_forward(*args, **kwargs)
+
+    layer.forward = functools.update_wrapper(functools.partial(new_forward, layer), layer._old_forward)
+    ran, out = calls_of_blocks(new, x)
+    assert ran == 3 and torch.equal(out, net(x))
+
+
+class _TwiceChild(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x, repeat=None, wide=False):
+        y = torch.relu(self.conv1(x))
+        if repeat is not None:
+            for _ in range(repeat):
+                y = y * 1.5
+        return torch.cat([y, x], 1) if wide else y
+
+
+class _Twice(nn.Module):
+    """One child called twice, the first time in a way its trace cannot follow, the second with a flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.c = nn.Conv2d(3, 8, 1), _TwiceChild()
+
+    def forward(self, x):
+        x = self.stem(x)
+        a = self.c(x, x.shape[0])  # repeat is a shape read: no trace of this call
+        return self.c(a, wide=True)
+
+
+def test_a_module_called_twice_gets_no_block_even_when_one_call_cannot_be_traced():
+    torch.manual_seed(0)
+    net, x = _Twice().eval(), torch.randn(1, 3, 8, 8)
+    new = quiet_apply(net, "conv_block")
+    assert seinject.se_modules(new) == [] and torch.equal(new(x), net(x))
+    assert all("called 2 times" in s.reason for s in seinject.report(new).skipped)
+    # each call is traced for itself: the second one (wide=True) ends in a concat of 16 channels
+    assert [(s.name, s.channels) for s in quiet_plan(net, "after_concat")] == [("c.cat", 16)]

@@ -102,11 +102,14 @@ def _squeezed(node: "ViewNode", inputs: list["ViewNode"]) -> bool:
 
 def _step(node: "ViewNode", rank: int | None) -> float | None:
     """log2 of how many times fewer positions the op leaves (negative for an upsample; None: unknown)."""
-    if node.kind in ("conv", "pool") and not node.attrs.get("transposed"):
+    if node.kind in ("conv", "pool"):
         stride = node.attrs.get("stride")
+        if is_global_pool(node):
+            return 0.0  # a squeezed vector: its level is never a site's
         if stride and all(isinstance(s, int) and s > 0 for s in stride):
-            return math.log2(math.prod(stride))
-        return 0.0
+            step = math.log2(math.prod(stride))
+            return -step if node.attrs.get("transposed") else step  # a transposed conv upsamples
+        return None  # an adaptive pool to a fixed size, a stride the trace does not give: unknown
     scale = node.attrs.get("resample")
     if scale is not None:
         if scale == "size" or len(scale) == 1 and rank is None:

@@ -175,6 +175,8 @@ def _same(value: Any, expected: Any) -> bool:
             _same(value[k], expected[k]) for k in expected)
     if isinstance(expected, bool) or isinstance(value, bool):
         return type(value) is type(expected) and value == expected
+    if isinstance(expected, float) and expected != expected:  # NaN, a default some forwards use
+        return isinstance(value, float) and value != value
     return value is expected if expected is None else (not isinstance(value, bool) and value == expected)
 
 

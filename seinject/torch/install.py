@@ -51,6 +51,11 @@ AROUND = "_seinject_around"
 REPLACED = "_seinject_replaced_forward"  # the instance forward the rewrite was traced from
 _PRESERVED = "_user_preserved_attributes"  # GraphModule.meta key: attributes deepcopy sets again
 
+# Variants of a rewritten forward made on first use, per module (seinject.torch.variants), at most
+# MAX_VARIANTS each: a flag given a new value at every call would trace at every call.
+_VARIANTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+MAX_VARIANTS = 64
+
 # Rewritten classes, shared by every instance whose forward compiles to the same code
 # (the 16 bottlenecks of a ResNet-50 that get the same edit share one class).
 _CLASSES: "weakref.WeakValueDictionary[tuple, type]" = weakref.WeakValueDictionary()
@@ -119,13 +124,23 @@ class Recipe:
         return new_class
 
     def _dispatcher(self, forwards: list):
-        """The forward that runs the variant for its call's flags, made on first use (seinject.torch.variants)."""
-        table = dict(zip(self.variants.keys, forwards))
+        """The forward that runs the variant for its call's flags (seinject.torch.variants). The variants
+        traced at apply time serve every module of the class; one made on first use is the module's own
+        (modules that share a class may differ off the traced path), kept while the module lives and
+        made again in a copy."""
+        table = {key: forwards[min(i, len(forwards) - 1)] for i, key in enumerate(self.variants.keys)}
         name = self.original.__name__
 
         def variant(module: nn.Module, key: tuple):
-            made = make_variant(module, key, self, lambda code: _compile(code.src, dict(code.globals), name))
-            table[key] = made
+            own = _VARIANTS.setdefault(module, {})
+            made = own.get(key)
+            if made is None:
+                if len(own) >= MAX_VARIANTS:
+                    raise ModelError(f"{name}: called with more than {MAX_VARIANTS} values of the flags its "
+                                     f"rewrite was traced for ({', '.join(self.variants.params)}); each needs a "
+                                     "forward of its own: pass them as tensors, or apply for the call you make")
+                made = own[key] = make_variant(module, key, self,
+                                               lambda code: _compile(code.src, dict(code.globals), name))
             return made
 
         return dispatcher(self.variants, forwards, table, variant)
@@ -169,22 +184,25 @@ def _compile(src: str, namespace: dict, owner: str):
 
 
 def _setattr(self, name: str, value) -> None:
-    """A rewritten module keeps its blocks when a forward is assigned to it later: ultralytics' `fuse()`
-    sets `m.forward = m.forward_fuse` on every Conv. The assigned forward runs with the module's
-    blocks around it when they all act on the forward's input or output (seinject's blocks after a
-    conv → norm → act chain do); a module with a block inside its forward refuses the assignment
-    with a ModelError naming the blocks. Other attributes are set as the original class sets them.
+    """A rewritten module keeps its blocks when one of its own methods becomes its forward later:
+    ultralytics' `fuse()` sets `m.forward = m.forward_fuse` on every Conv. That forward runs with the
+    module's blocks around it when they all act on the forward's input or output (seinject's blocks
+    after a conv → norm → act chain do); a module with a block inside its forward refuses it with a
+    ModelError naming the blocks. Any other callable (accelerate's hooks: a partial that calls the
+    forward it replaces, blocks included) is set as given, as are other attributes.
 
     Example:
         >>> import torch
-        >>> relu = nn.ReLU()
-        >>> relu.add_module("se", nn.Identity())
-        >>> attach(relu, "se", before=False)
-        >>> relu.forward = lambda x: x * 2  # the blocks stay around it
-        >>> relu(torch.tensor([-1.0])).tolist(), type(relu.forward).__name__
-        ([-2.0], 'Around')
+        >>> class Act(nn.ReLU):
+        ...     def forward_doubled(self, x): return 2 * super().forward(x)
+        >>> act = Act()
+        >>> act.add_module("se", nn.Identity())
+        >>> attach(act, "se", before=False)
+        >>> act.forward = act.forward_doubled  # the blocks stay around it
+        >>> act(torch.tensor([-1.0, 1.0])).tolist(), type(act.forward).__name__
+        ([0.0, 2.0], 'Around')
     """
-    if name == "forward" and not isinstance(value, (nn.Module, Around)):
+    if name == "forward" and _own_method(self, value):
         if _blocks_around(self) is None:
             raise ModelError(f"cannot replace the forward of this {type(self).__name__}: seinject put the SE "
                              f"block(s) {self.__dict__.get(SE_NAMES)} inside it, and the new forward would run "
@@ -219,6 +237,11 @@ class Around:
         for name in after:
             out = blocks[name](out)
         return out
+
+
+def _own_method(module: nn.Module, value) -> bool:
+    """A method of the module itself, other than the forward it runs now (ultralytics' forward_fuse)."""
+    return getattr(value, "__self__", None) is module and getattr(value, "__func__", None) is not type(module).forward
 
 
 def _blocks_around(module: nn.Module):
@@ -442,11 +465,11 @@ def _restore_module(module: nn.Module) -> int:
     module.__dict__.pop(ATTACHED, None)
     module.__dict__.pop(AROUND, None)
     del module.__dict__[ORIGINAL_CLASS]
-    assigned, replaced = module.__dict__.pop("forward", None), module.__dict__.pop(REPLACED, None)
+    assigned, replaced = module.__dict__.get("forward"), module.__dict__.pop(REPLACED, None)
     module.__class__ = original
     if isinstance(assigned, Around):  # the forward assigned or held at the rewrite comes back
         module.__dict__["forward"] = assigned.override
-    elif replaced is not None:
+    elif assigned is None and replaced is not None:
         module.__dict__["forward"] = replaced
     return removed
 

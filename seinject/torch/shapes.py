@@ -114,10 +114,11 @@ def record_shapes(model: nn.Module, example_inputs: Any, calls: dict[int, int] |
     return shapes
 
 
-def recorded_call(module: nn.Module, recorded: dict | None) -> Call | None:
+def recorded_call(module: nn.Module, recorded: dict | None, numbers: bool = False) -> Call | None:
     """The Call a module got in the shape pass: tensors traced, lists of tensors read by index, and
     values of simple type (flags) fixed; None when the pass did not run it or its arguments do not
-    bind to its forward.
+    bind to its forward. Numbers (a timestep, a scale) stay traced values unless `numbers`: fixed,
+    each value would need a forward of its own.
 
     Example:
         >>> class Net(nn.Module):
@@ -141,11 +142,11 @@ def recorded_call(module: nn.Module, recorded: dict | None) -> Call | None:
             continue
         value = bound[name]
         if parameter.kind is parameter.VAR_POSITIONAL:
-            values.append((name, tuple(_traced_or_fixed(v) for v in value)))
+            values.append((name, tuple(_traced_or_fixed(v, numbers) for v in value)))
         elif parameter.kind is parameter.VAR_KEYWORD:
-            values.append((name, {k: _traced_or_fixed(v) for k, v in value.items()}))
+            values.append((name, {k: _traced_or_fixed(v, numbers) for k, v in value.items()}))
         else:
-            chosen = _traced_or_fixed(value)
+            chosen = _traced_or_fixed(value, numbers)
             if chosen is not PH:
                 values.append((name, chosen))
     return Call(tuple(values), "the call seen on example_inputs")
@@ -165,10 +166,10 @@ def bind_recorded(module: nn.Module, recorded: dict | None) -> dict | None:
         return None
 
 
-def _traced_or_fixed(value: Any) -> Any:
-    """PH for a tensor, a list/tuple of PH for a list/tuple of tensors, the value for a simple one,
-    PH (traced, unknown) for anything else."""
-    if isinstance(value, TensorMeta):
+def _traced_or_fixed(value: Any, numbers: bool) -> Any:
+    """PH for a tensor, a list/tuple of PH for a list/tuple of tensors, the value for a simple one (a
+    number only when `numbers`), PH (traced, unknown) for anything else."""
+    if isinstance(value, TensorMeta) or not numbers and type(value) in (int, float):
         return PH
     if type(value) in (list, tuple) and value and all(isinstance(v, TensorMeta) for v in value):
         return type(value)(PH for _ in value)

@@ -116,6 +116,10 @@ def _locate(traced: TorchGraph, site: Site):
         owner, value = owners.pop(), carriers.pop()
         users = tuple(r.node for r in refs)
     lg = traced.graphs[owner]
+    inside = _repeated_around(traced, owner)
+    if inside is not None:
+        return Skip(name=site.name, reason=f"module {inside!r}, which seinject could not trace and which runs "
+                    f"{owner or '<root>'!r}, is called more than once; an SE block inside it would act at every call")
     if lg.calls != 1:
         return Skip(name=site.name, reason=f"module {owner or '<root>'!r} is called {lg.calls} times; an SE "
                     "block inside it would act at every call")
@@ -127,6 +131,11 @@ def _locate(traced: TorchGraph, site: Site):
         return Skip(name=site.name, reason="the branch starts with an in-place op, which changes the value the "
                     "shortcut reads too; a block before it would keep that change from the shortcut")
     return owner, _Edit(site, value, users)
+
+
+def _repeated_around(traced: TorchGraph, path: str) -> str | None:
+    """A module left out and called more than once that holds `path` (or is it), else None."""
+    return next((r for r in sorted(traced.repeated) if r == "" or path == r or path.startswith(r + ".")), None)
 
 
 def _attach_to_children(traced: TorchGraph, lg: LocalGraph, edits: list[_Edit], config: SEConfig,
@@ -197,6 +206,11 @@ def _rewrite_graph_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, 
 def _rewrite_module(lg: LocalGraph, edits: list[_Edit], config: SEConfig, done: dict[tuple, type],
                     placement: tuple):
     module = lg.module
+    earlier = type(module).__dict__.get("_seinject_recipe")
+    if earlier is not None and earlier.variants is not None:
+        return Skip(name=lg.path, reason=f"{lg.path or '<root>'} was rewritten by an earlier apply for the values of "
+                    f"its flags ({', '.join(earlier.variants.params) or 'its forward'}); seinject.remove its blocks "
+                    "and apply the rules again")
     names = _se_names(module, edits)
     around = _io_blocks(lg.graph, names, edits)  # before the graph is edited
     signature = None
@@ -243,11 +257,13 @@ def _variants(lg: LocalGraph, names: list[str], edits: list[_Edit], other) -> Va
     if not lg.call and function is type(lg.module).forward:
         return None
     params = tuple(name for name, _ in lg.call.values) if lg.call else ()
-    training = lg.module.training if other is not None else None
+    # the mode picks the variant whenever the forward reads it (a path traced later may depend on it)
+    modes = other is not None or _reads_training(type(lg.module))
+    training = lg.module.training if modes else None
     keys = [key_of_call(lg.call or Call(()), params, training)]
-    if other is not None:
+    if modes:  # the second source is the other mode's graph, or the same one when they agree
         keys.append(key_of_call(lg.call or Call(()), params, not training))
-    return Variants(params, other is not None, tuple(keys),
+    return Variants(params, modes, tuple(keys),
                     edits_of(lg.graph, [(attr, e.value, e.users) for attr, e in zip(names, edits)]),
                     None if function is type(lg.module).forward else function)
 

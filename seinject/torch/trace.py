@@ -180,6 +180,9 @@ def trace_module(module: nn.Module, path: str = "", call: Call | None = None, fu
         return LocalGraph(path, module, None, f"its forward is replaced on the instance ({type(held).__name__} "
                           f"{getattr(held, '__qualname__', '')}): seinject traces the class's forward or one of "
                           "the module's own methods", call=call)
+    unwritable = _unwritable_signature(function or forward_function(module))
+    if unwritable:
+        return LocalGraph(path, module, None, unwritable, call=call)
     saved = _attributes(module)
     graph = None
     try:
@@ -190,6 +193,31 @@ def trace_module(module: nn.Module, path: str = "", call: Call | None = None, fu
     finally:  # a forward that caches on self (`self.scales = ...`) must not keep the tracer's proxies
         _restore_attributes(module, saved, keep=_get_attr_names(graph))
     return LocalGraph(path, module, graph, call=call)
+
+
+def _unwritable_signature(function) -> str | None:
+    """Why fx cannot write a forward with this signature back as Python, or None: it lists parameters in
+    order without a bare `*`, so a keyword-only one without a default after one with a default
+    (`forward(self, x, y=None, *, z)`) would be a syntax error.
+
+    Example:
+        >>> def forward(self, x, y=None, *, z): ...
+        >>> _unwritable_signature(forward)
+        "its signature has the keyword-only parameter 'z' without a default after one with a default: fx cannot write it back"
+    """
+    try:
+        parameters = list(inspect.signature(inspect.unwrap(function)).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    defaulted = starred = False
+    for parameter in parameters:
+        starred = starred or parameter.kind is parameter.VAR_POSITIONAL
+        if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty and defaulted \
+                and not starred:
+            return (f"its signature has the keyword-only parameter {parameter.name!r} without a default after one "
+                    "with a default: fx cannot write it back")
+        defaulted = defaulted or parameter.default is not parameter.empty
+    return None
 
 
 def failure(exc: BaseException) -> str:

@@ -2,8 +2,8 @@
 
 A value is a view op id (a tensor), a Struct / ListStruct (a tuple or list of values), a
 DictStruct (a dict, a Hugging Face ModelOutput, a `**kwargs`), a Const (a tensor fetched with
-get_attr), a Split (a chunk/split whose parts are read by index), an Unknown (a value the view
-does not know, such as a shape read), or a plain Python value. `call_site` turns a parent's call
+get_attr), a Split (a chunk/split whose parts are read by index), None (a value the view does
+not know, such as a shape read), or a plain Python value. `call_site` turns a parent's call
 node into the Call a child is traced for (seinject.torch.calls).
 
 Example:
@@ -88,31 +88,32 @@ def may_mutate_lists(function: Any) -> bool:
 
 
 def call_site(module: nn.Module, call: fx.Node, env: dict, fix_passed: bool) -> Call:
-    """How the parent's call node calls `module`, as a Call for tracing it: defaults the call leaves out
-    are fixed (when simple), lists and tuples of tensors become lists of PH (unless the forward may
-    change the list in place); with fix_passed, simple values the call passes (flags) are fixed too,
-    and `*args` / `**kwargs` get what the call passes them."""
+    """How the parent's call node calls `module`, as a Call for tracing it: values of simple type written
+    in the parent's code (`self.block(x, None)`, `mode="fast"`) and the defaults the call leaves out
+    are fixed; lists and tuples of tensors become lists of PH (unless the forward may change the list
+    in place); with fix_passed, `*args` / `**kwargs` get what the call passes them (else they stay
+    traced values, as fx makes them)."""
     parameters = forward_parameters(module)
     mutates = may_mutate_lists(forward_function(module))
-    positional = [_argument_value(a, env) for a in call.args]
-    keywords = {k: _argument_value(v, env) for k, v in call.kwargs.items()}
+    positional = list(call.args)
+    keywords = dict(call.kwargs)
     named = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     values = []
     for parameter in parameters:
         name = parameter.name
         if parameter.kind is parameter.VAR_POSITIONAL:
             if fix_passed:
-                values.append((name, tuple(_as_argument(v, mutates) for v in positional)))
+                values.append((name, tuple(_argument(v, env, mutates) for v in positional)))
             positional = []
         elif parameter.kind is parameter.VAR_KEYWORD:
             if fix_passed:
-                values.append((name, {k: _as_argument(v, mutates) for k, v in keywords.items() if k not in named}))
+                values.append((name, {k: _argument(v, env, mutates) for k, v in keywords.items() if k not in named}))
         elif positional and parameter.kind is not parameter.KEYWORD_ONLY:
-            chosen = _as_argument(positional.pop(0), mutates, fix_passed)
+            chosen = _argument(positional.pop(0), env, mutates)
             if chosen is not PH:
                 values.append((name, chosen))
         elif name in keywords:
-            chosen = _as_argument(keywords[name], mutates, fix_passed)
+            chosen = _argument(keywords[name], env, mutates)
             if chosen is not PH:
                 values.append((name, chosen))
         elif parameter.default is not parameter.empty and simple(parameter.default):
@@ -120,22 +121,25 @@ def call_site(module: nn.Module, call: fx.Node, env: dict, fix_passed: bool) -> 
     return Call(tuple(values), "the call in its parent's forward")
 
 
-def _as_argument(value: Any, mutates: bool, fix: bool = True) -> Any:
-    """PH, a list/tuple of PH (a list of traced tensors), or the fixed value of one argument."""
+def _argument(raw: Any, env: dict, mutates: bool) -> Any:
+    """PH (a traced value, or one the view does not know), a list/tuple of PH (a list of traced tensors),
+    or the value of one argument written in the parent's code (fixed)."""
+    value = value_of(raw, env)
     if isinstance(value, Struct) and value and all(isinstance(item, str) for item in value):
         return PH if mutates else ([PH] * len(value) if isinstance(value, ListStruct) else (PH,) * len(value))
-    if isinstance(value, (str, Struct, DictStruct, Const, Split, Unknown)):
-        return PH  # a traced value (an op id), a structure holding some, a tensor constant, unknown
-    return value if fix and simple(value) else PH
+    if _holds_node(raw):
+        return PH  # computed in the parent's graph: an op id, a structure holding some, a shape read
+    return raw if simple(raw) else PH
 
 
-class Unknown:
-    """An argument computed in the parent's graph whose value the view does not know (a shape read)."""
-
-
-def _argument_value(arg: Any, env: dict) -> Any:
-    value = value_of(arg, env)
-    return Unknown() if value is None and isinstance(arg, fx.Node) else value
+def _holds_node(raw: Any) -> bool:
+    if isinstance(raw, fx.Node):
+        return True
+    if isinstance(raw, (list, tuple)):
+        return any(_holds_node(item) for item in raw)
+    if isinstance(raw, dict):
+        return any(_holds_node(item) for item in raw.values())
+    return False
 
 
 def required_inputs(module: nn.Module) -> int:

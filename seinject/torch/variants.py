@@ -67,8 +67,13 @@ def runtime_key(value: Any) -> Any:
     if type(value) is dict:
         return ("D", tuple(sorted((k, runtime_key(v)) for k, v in value.items())))
     if isinstance(value, _SIMPLE):
-        return (type(value).__name__, value)
+        return _simple_key(value)
     return ("O", type(value).__name__)
+
+
+def _simple_key(value: Any) -> tuple:
+    """(type name, value); NaN as a string, so that every NaN finds the same variant."""
+    return (type(value).__name__, "nan" if isinstance(value, float) and value != value else value)
 
 
 def call_key(value: Any) -> Any:
@@ -86,7 +91,7 @@ def call_key(value: Any) -> Any:
         return ("l" if type(value) is list else "u", tuple(call_key(v) for v in value))
     if type(value) is dict:
         return ("D", tuple(sorted((k, call_key(v)) for k, v in value.items())))
-    return (type(value).__name__, value)
+    return _simple_key(value)
 
 
 def _call_value(key: Any) -> Any:
@@ -103,7 +108,7 @@ def _call_value(key: Any) -> Any:
         return {k: _call_value(v) for k, v in rest}
     if tag == "O":
         return PH
-    return rest
+    return float("nan") if tag == "float" and rest == "nan" else rest
 
 
 def key_of_call(call: Call, params: tuple[str, ...], training: bool | None) -> tuple:

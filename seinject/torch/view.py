@@ -67,6 +67,8 @@ class TorchGraph:
     # module id -> calls in one forward pass on example_inputs (None without them); this also
     # counts calls from forwards the trace could not follow
     run_calls: dict[int, int] | None = None
+    # paths of modules left out that the view calls more than once: what runs inside them runs each time
+    repeated: set[str] = field(default_factory=set)
 
 
 def _has_forward(module: nn.Module) -> bool:
@@ -89,13 +91,9 @@ class _Builder:
         self.multi_path, self.param_count = walk_modules(root)
         self.kinds: dict[int, tuple[str, dict]] = {}  # structural key -> classify_module result
         self.leaf_calls: dict[int, int] = {}  # leaf module id -> how often the view calls it
+        self.opaque_calls: dict[str, int] = {}  # path of a module left out -> how often the view calls it
 
     # -- module level ---------------------------------------------------------------------
-    def local(self, path: str, module: nn.Module) -> LocalGraph:
-        if path not in self.graphs:
-            self.graphs[path] = self.trace(path, module)
-        return self.graphs[path]
-
     def trace(self, path: str, module: nn.Module, call: Call | None = None) -> LocalGraph:
         """Trace a module for a call, or reuse the trace of an earlier module built and called the same way."""
         key = self.keys.key(module)
@@ -120,7 +118,7 @@ class _Builder:
             if any((t.call.key() if t.call is not None else None) == (call.key() if call is not None else None)
                    for t in tried):
                 continue
-            lg = self.local(path, module) if call is None else self.trace(path, module, call)
+            lg = self.trace(path, module, call)  # never an earlier call's trace of this path
             if lg.graph is not None:
                 return lg
             tried.append(lg)
@@ -159,9 +157,12 @@ class _Builder:
         # traced for the call it gets: the one example_inputs showed (its flags, its lists of tensors),
         # else a call passing its required inputs and leaving every parameter with a default at its
         # default (`if mask is not None:` then takes the branch a plain call takes); else plain
-        seen = without_mutated_lists(module, recorded_call(module, recorded)) if recorded else None
-        call = seen if seen is not None else defaults_call(module, passed=required_inputs(module))
-        lg = self.graphs[path] = self.traced_for(path, module, [call or None, None], recorded)
+        if recorded:
+            calls = [without_mutated_lists(module, recorded_call(module, recorded, numbers)) for numbers in (False, True)]
+        else:
+            calls = [defaults_call(module, passed=required_inputs(module))]
+        calls = [call or None for call in calls if call is not None] + [None]
+        lg = self.graphs[path] = self.traced_for(path, module, calls, recorded)
         if lg.graph is None:
             self.leave_out(lg)
             return
@@ -243,6 +244,7 @@ class _Builder:
                 carrier = next((local for i, local in zip(inputs, locals_) if i == scaled), None)
                 return self.emit(node, lg, "se", {"foreign": type(sub).__name__}, [scaled], [carrier],
                                  self.unique(path), self.shapes.get(path, {}).get("out"))
+            self.opaque_calls[path] = self.opaque_calls.get(path, 0) + 1
             self.leave_out(child)
         kind, attrs = self.classify(sub) if leaf else ("other", {"opaque": True})
         shape = self.shapes.get(path, {}).get("out")
@@ -276,7 +278,7 @@ class _Builder:
         lg = self.traced_for(path, sub, [call, lambda: call_site(sub, node, env, fix_passed=True)],
                              self.shapes.get(path))
         if previous is not None:  # called again, another way: every trace of it counts every call
-            lg.calls = previous.calls
+            lg.calls = max(previous.calls, 1)  # a first call whose trace failed was a call too
         self.graphs[path] = lg
         return lg
 
@@ -366,7 +368,8 @@ def build_view(model: nn.Module, example_inputs: Any = None) -> TorchGraph:
     builder = _Builder(model, record_shapes(model, example_inputs, run_calls))
     builder.expand_root("", model)
     return TorchGraph(model, GraphView(builder.ops), builder.graphs, builder.left_out,
-                      builder.param_count, builder.multi_path, builder.leaf_calls, run_calls)
+                      builder.param_count, builder.multi_path, builder.leaf_calls, run_calls,
+                      {path for path, calls in builder.opaque_calls.items() if calls > 1})
 
 
 # -- helpers ------------------------------------------------------------------------------
