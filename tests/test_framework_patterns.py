@@ -314,3 +314,45 @@ def test_a_module_called_twice_gets_no_block_even_when_one_call_cannot_be_traced
     assert all("called 2 times" in s.reason for s in seinject.report(new).skipped)
     # each call is traced for itself: the second one (wide=True) ends in a concat of 16 channels
     assert [(s.name, s.channels) for s in quiet_plan(net, "after_concat")] == [("c.cat", 16)]
+
+
+class _SharedPosEnc(nn.Module):
+    """timm's CoaT shape: one module (a conv positional encoding with a size flag) held by two blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x, size=(4, 4)):
+        return torch.cat([torch.relu(self.conv(x)), x], 1)
+
+
+class _Holder(nn.Module):
+    def __init__(self, shared: nn.Module) -> None:
+        super().__init__()
+        self.pos, self.proj = shared, nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        return self.proj(self.pos(x, (x.shape[-2], x.shape[-1])))
+
+
+class _Shared(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        shared = _SharedPosEnc()
+        self.a, self.b = _Holder(shared), _Holder(shared)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def test_one_module_at_two_paths_gets_one_block_that_runs_at_both_calls():
+    """Before: a block per path, the second rewrite's forward dropping the first block (it never ran)."""
+    torch.manual_seed(0)
+    net, x = _Shared().eval(), torch.randn(1, 8, 6, 6)
+    new = quiet_apply(net, "after_concat")
+    assert [name for name, _ in seinject.se_modules(new)] == ["a.pos.se"]
+    assert [s.reason for s in seinject.report(new).skipped] == [
+        "b.pos is the module at a.pos (one module at two paths): its block a.pos.se acts at this call too"]
+    ran, out = calls_of_blocks(new, x)
+    assert ran == 2 and torch.equal(out, net(x))

@@ -73,8 +73,12 @@ def splice(traced: TorchGraph, sites: list[Site], config: SEConfig) -> SpliceRes
         else:
             edits.setdefault(edit[0], []).append(edit[1])
     done: dict[tuple, type] = {}  # (trace, edits) -> class made for it, for modules built alike
+    rewritten: dict[int, tuple[str, LocalGraph, dict]] = {}  # id(module) -> (path, trace, node -> block)
     for owner, owner_edits in edits.items():
         lg = traced.graphs[owner]
+        if id(lg.module) in rewritten:  # one module at several paths: rewritten once, for its first path
+            result.skipped.extend(_again(owner, lg, owner_edits, rewritten[id(lg.module)]))
+            continue
         placement = _placement(traced.root, owner)
         if isinstance(lg.module, fx.GraphModule):
             outcome = _rewrite_graph_module(lg, owner_edits, config, placement)
@@ -88,12 +92,28 @@ def splice(traced: TorchGraph, sites: list[Site], config: SEConfig) -> SpliceRes
         if isinstance(outcome, Skip):
             result.skipped.extend(Skip(name=e.site.name, reason=outcome.reason) for e in owner_edits)
             continue
+        blocks = {}
         for attr, edit in outcome:
             qualified = f"{owner}.{attr}" if owner else attr
             result.inserted.append(Inserted(module=qualified, site=edit.site))
+            blocks[edit.value.name] = qualified
+        if blocks:
+            rewritten[id(lg.module)] = (owner, lg, blocks)
     order = {id(site): i for i, site in enumerate(sites)}
     result.inserted.sort(key=lambda block: order[id(block.site)])
     return result
+
+
+def _again(owner: str, lg: LocalGraph, edits: list[_Edit], first: tuple) -> list[Skip]:
+    """Skips for the sites of a module already rewritten at another path (the same object, shared):
+    its forward has one rewrite, whose blocks act at every call of it."""
+    path, first_lg, blocks = first
+    same_trace = lg.graph is first_lg.graph
+    return [Skip(name=e.site.name, reason=(
+        f"{owner} is the module at {path} (one module at two paths): its block {blocks[e.value.name]} acts at this "
+        "call too" if same_trace and e.value.name in blocks else
+        f"{owner} is the module at {path} (one module at two paths), rewritten for that path's sites; a block "
+        "here would need a second rewrite of the same forward")) for e in edits]
 
 
 def _locate(traced: TorchGraph, site: Site):
