@@ -14,7 +14,8 @@ benchmarks/cheap_init.py at each initialiser's scale, for speed), run it, apply 
 large model is not copied) and run it again. Records per model: the rule, sites, max |Δ| of the
 outputs at identity (eval mode), whether the model kept its class, parts left out with reasons,
 apply time; the reason for models excluded (not a CNN, does not build or run on CPU within
---seconds) and for failures (an exception from seinject, outputs that differ). Classification models
+--seconds) and for failures (an exception from seinject, outputs that differ, an inserted block
+that does not run in that forward). Classification models
 run at 128×128 (convolutional nets take any size; a model that refuses it runs at its own configured
 size). Models are checked by --workers processes with one thread each; results are written after
 every model, so an interrupted run keeps what it measured.
@@ -171,8 +172,13 @@ def check(source: str, name: str, seconds: int) -> dict:
             new = seinject.apply(model, rule, inplace=True)  # in place: no copy of a large model
             row["apply_s"] = round(time.perf_counter() - start, 3)
         report = seinject.report(new)
+        ran: set[str] = set()  # every inserted block must run: a rewrite that drops one is a failure
+        hooks = [block.register_forward_hook(lambda *a, name=name: ran.add(name))
+                 for name, block in seinject.se_modules(new)]
         with torch.no_grad():
             after = tensors(new(*args))
+        for hook in hooks:
+            hook.remove()
         diff = max((float((a.double() - b.double()).abs().max()) for a, b in zip(after, before)
                     if a.shape == b.shape and a.numel()), default=0.0)
         same = len(after) == len(before) and all(a.shape == b.shape for a, b in zip(after, before))
@@ -180,6 +186,9 @@ def check(source: str, name: str, seconds: int) -> dict:
                    same_class=isinstance(new, original),
                    left_out=[f"{p.name}: {p.reason[:120]}" for p in report.left_out])
         row["status"] = "ok" if same and diff == 0.0 else "differs"
+        idle = sorted({name for name, _ in seinject.se_modules(new)} - ran)
+        if idle:
+            row.update(status="differs", why=f"{len(idle)} inserted block(s) never ran: {', '.join(idle[:3])}")
         if not len(report):
             row.update(status="no sites", why=f"{rule} found sites on the structure; the splice skipped every one")
         return row
