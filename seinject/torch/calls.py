@@ -31,7 +31,7 @@ from ..errors import ModelError
 from ..suggest import short
 
 # values a trace may fix and its code can check: they compare by value and print as Python literals
-_SIMPLE = (type(None), bool, int, float, str)
+SIMPLE_TYPES = (type(None), bool, int, float, str)
 
 
 def simple(value: Any) -> bool:
@@ -41,7 +41,7 @@ def simple(value: Any) -> bool:
         >>> simple(None), simple((1, "a")), simple(object())
         (True, True, False)
     """
-    if isinstance(value, _SIMPLE):
+    if isinstance(value, SIMPLE_TYPES):
         return True
     if type(value) in (tuple, list):
         return all(simple(v) for v in value)
@@ -55,7 +55,6 @@ class Call:
     """For each forward parameter the trace treats specially: PH (a traced value), a list or tuple of
     PH (a list of tensors, read by index), or a fixed Python value. Parameters not listed are traced
     values (positional and keyword ones) or empty (`*args`, `**kwargs`: the call passes none).
-    `why` says what made the call necessary (for a report).
 
     Example:
         >>> Call((("flag", True),)).get("flag"), Call(()).get("x") is PH
@@ -63,7 +62,6 @@ class Call:
     """
 
     values: tuple[tuple[str, Any], ...]
-    why: str = ""
 
     def get(self, name: str, default: Any = PH) -> Any:
         """The value for parameter `name` (PH when the call does not list it)."""
@@ -76,16 +74,36 @@ class Call:
         """A hashable form, to share the trace among modules built alike and called alike."""
         return tuple((name, _hashable(value)) for name, value in self.values)
 
-    def fixes(self) -> tuple[str, ...]:
-        """Names of the parameters whose value the trace fixes (not traced values)."""
-        return tuple(name for name, value in self.values if not _is_traced(value))
-
     def __bool__(self) -> bool:
         return bool(self.values)
 
 
-def _is_traced(value: Any) -> bool:
-    return value is PH or (type(value) in (list, tuple) and bool(value) and all(v is PH for v in value))
+def key_of(call: Call | None) -> tuple | None:
+    """call.key(), None for no call (the plain trace): what tells two traces of one module apart.
+
+    Example:
+        >>> key_of(None), key_of(Call((("flag", True),)))
+        (None, (('flag', ('bool', True)),))
+    """
+    return None if call is None else call.key()
+
+
+def left_out(parameter: inspect.Parameter) -> Any:
+    """The value a call that leaves `parameter` out gives it: () for `*args`, {} for `**kwargs`, a default
+    of simple type; PH (it stays a traced value) for anything else.
+
+    Example:
+        >>> def forward(self, x, flag=False, *rest): ...
+        >>> [left_out(p) is PH or left_out(p) for p in list(inspect.signature(forward).parameters.values())[1:]]
+        [True, False, ()]
+    """
+    if parameter.kind is parameter.VAR_POSITIONAL:
+        return ()
+    if parameter.kind is parameter.VAR_KEYWORD:
+        return {}
+    if parameter.default is not parameter.empty and simple(parameter.default):
+        return parameter.default
+    return PH
 
 
 def _hashable(value: Any) -> Any:
@@ -127,7 +145,7 @@ def forward_function(module: nn.Module) -> Callable:
     return type(module).forward
 
 
-def defaults_call(module: nn.Module, passed: int, why: str = "the defaults") -> Call:
+def defaults_call(module: nn.Module, passed: int) -> Call:
     """The call that passes `passed` positional traced values and leaves every other parameter at its
     default: defaults of simple type are fixed, `*args` and `**kwargs` are empty.
 
@@ -139,15 +157,12 @@ def defaults_call(module: nn.Module, passed: int, why: str = "the defaults") -> 
     """
     values = []
     for index, parameter in enumerate(forward_parameters(module)):
-        if parameter.kind is parameter.VAR_POSITIONAL:
-            values.append((parameter.name, ()))
-        elif parameter.kind is parameter.VAR_KEYWORD:
-            values.append((parameter.name, {}))
-        elif index < passed and parameter.kind is not parameter.KEYWORD_ONLY:
+        if index < passed and parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             continue
-        elif parameter.default is not parameter.empty and simple(parameter.default):
-            values.append((parameter.name, parameter.default))
-    return Call(tuple(values), why)
+        value = left_out(parameter)
+        if value is not PH:
+            values.append((parameter.name, value))
+    return Call(tuple(values))
 
 
 def fixed(value: Any, expected: Any, name: str) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 import re
 import sys
 import types
@@ -111,10 +110,10 @@ class Recipe:
         if self.sources:
             name = original.__name__
             forwards = [_compile(src, _resolve(g), name) for src, g in zip(self.sources, self.globals)]
-            if self.variants is not None:
-                body["forward"] = self._dispatcher(forwards)
-            else:
-                body["forward"] = forwards[0] if len(forwards) == 1 else _dispatch(forwards, self.traced_training)
+            variants = self.variants
+            if variants is None and len(forwards) > 1:  # a forward that reads self.training: one per mode
+                variants = Variants((), True, ((self.traced_training,), (not self.traced_training,)), ())
+            body["forward"] = forwards[0] if variants is None else self._dispatcher(forwards, variants)
             if issubclass(original, (nn.Sequential, nn.ModuleList)):
                 body.update(_HIDE_SE)
         else:
@@ -123,12 +122,12 @@ class Recipe:
         new_class.__qualname__ = original.__qualname__
         return new_class
 
-    def _dispatcher(self, forwards: list):
+    def _dispatcher(self, forwards: list, variants: Variants):
         """The forward that runs the variant for its call's flags (seinject.torch.variants). The variants
         traced at apply time serve every module of the class; one made on first use is the module's own
         (modules that share a class may differ off the traced path), kept while the module lives and
         made again in a copy."""
-        table = {key: forwards[min(i, len(forwards) - 1)] for i, key in enumerate(self.variants.keys)}
+        table = {key: forwards[min(i, len(forwards) - 1)] for i, key in enumerate(variants.keys)}
         name = self.original.__name__
 
         def variant(module: nn.Module, key: tuple):
@@ -137,13 +136,13 @@ class Recipe:
             if made is None:
                 if len(own) >= MAX_VARIANTS:
                     raise ModelError(f"{name}: called with more than {MAX_VARIANTS} values of the flags its "
-                                     f"rewrite was traced for ({', '.join(self.variants.params)}); each needs a "
+                                     f"rewrite was traced for ({', '.join(variants.params)}); each needs a "
                                      "forward of its own: pass them as tensors, or apply for the call you make")
-                made = own[key] = make_variant(module, key, self,
+                made = own[key] = make_variant(module, key, variants, self.original,
                                                lambda code: _compile(code.src, dict(code.globals), name))
             return made
 
-        return dispatcher(self.variants, forwards, table, variant)
+        return dispatcher(variants, forwards, table, variant)
 
     def __copy__(self) -> "Recipe":
         return self
@@ -341,21 +340,6 @@ def keep_across_copies(module: nn.Module, key: str, value: object) -> None:
         preserved.pop(key, None)
     else:
         module.__dict__[key] = preserved[key] = value
-
-
-def _dispatch(forwards: list, traced_training: bool):
-    """A forward that runs the graph traced for the current training mode."""
-    current, other = forwards
-    train, evaluate = (current, other) if traced_training else (other, current)
-    signature = inspect.signature(current)
-    params = list(signature.parameters)[1:]
-    call = ", ".join(params)
-    src = (f"def forward(self, {', '.join(str(p) for p in list(signature.parameters.values())[1:])}):\n"
-           f"    if self.training:\n        return _train(self, {call})\n"
-           f"    return _eval(self, {call})\n")
-    namespace = {"_train": train, "_eval": evaluate}
-    exec(compile(src, "<seinject mode dispatch>", "exec"), namespace)
-    return namespace["forward"]
 
 
 def _visible(self) -> list:

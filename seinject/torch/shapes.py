@@ -24,7 +24,7 @@ import torch.utils._pytree as pytree
 from torch import nn
 from torch.fx._symbolic_trace import PH
 
-from .calls import Call, forward_parameters, simple
+from .calls import Call, forward_function, forward_parameters, left_out, simple
 from .trace import _attributes, _restore_attributes
 from .wrappers import compiled_inner
 
@@ -132,16 +132,12 @@ def recorded_call(module: nn.Module, recorded: dict | None, numbers: bool = Fals
     values = []
     for parameter in forward_parameters(module):
         name = parameter.name
-        if name not in bound:
-            if parameter.kind is parameter.VAR_POSITIONAL:
-                values.append((name, ()))
-            elif parameter.kind is parameter.VAR_KEYWORD:
-                values.append((name, {}))
-            elif parameter.default is not parameter.empty and simple(parameter.default):
-                values.append((name, parameter.default))
-            continue
-        value = bound[name]
-        if parameter.kind is parameter.VAR_POSITIONAL:
+        value = bound.get(name, _LEFT_OUT)
+        if value is _LEFT_OUT:
+            value = left_out(parameter)
+            if value is not PH:
+                values.append((name, value))
+        elif parameter.kind is parameter.VAR_POSITIONAL:
             values.append((name, tuple(_traced_or_fixed(v, numbers) for v in value)))
         elif parameter.kind is parameter.VAR_KEYWORD:
             values.append((name, {k: _traced_or_fixed(v, numbers) for k, v in value.items()}))
@@ -149,7 +145,10 @@ def recorded_call(module: nn.Module, recorded: dict | None, numbers: bool = Fals
             chosen = _traced_or_fixed(value, numbers)
             if chosen is not PH:
                 values.append((name, chosen))
-    return Call(tuple(values), "the call seen on example_inputs")
+    return Call(tuple(values))
+
+
+_LEFT_OUT = object()
 
 
 def bind_recorded(module: nn.Module, recorded: dict | None) -> dict | None:
@@ -157,8 +156,6 @@ def bind_recorded(module: nn.Module, recorded: dict | None) -> dict | None:
     if not recorded or "call" not in recorded:
         return None
     args, kwargs = recorded["call"]
-    from .calls import forward_function
-
     try:
         signature = inspect.signature(inspect.unwrap(forward_function(module)))
         return dict(signature.bind(None, *args, **kwargs).arguments)

@@ -276,13 +276,14 @@ def _variants(lg: LocalGraph, names: list[str], edits: list[_Edit], other) -> Va
     function = forward_function(lg.module)
     if not lg.call and function is type(lg.module).forward:
         return None
-    params = tuple(name for name, _ in lg.call.values) if lg.call else ()
+    call = lg.call or Call(())
+    params = tuple(name for name, _ in call.values)
     # the mode picks the variant whenever the forward reads it (a path traced later may depend on it)
     modes = other is not None or _reads_training(type(lg.module))
     training = lg.module.training if modes else None
-    keys = [key_of_call(lg.call or Call(()), params, training)]
+    keys = [key_of_call(call, params, training)]
     if modes:  # the second source is the other mode's graph, or the same one when they agree
-        keys.append(key_of_call(lg.call or Call(()), params, not training))
+        keys.append(key_of_call(call, params, not training))
     return Variants(params, modes, tuple(keys),
                     edits_of(lg.graph, [(attr, e.value, e.users) for attr, e in zip(names, edits)]),
                     None if function is type(lg.module).forward else function)

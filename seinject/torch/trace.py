@@ -174,19 +174,19 @@ def trace_module(module: nn.Module, path: str = "", call: Call | None = None, fu
     """
     if isinstance(module, fx.GraphModule):  # its forward is its graph: read (and edit) that one
         return LocalGraph(path, module, module.graph)
-    held = module.__dict__.get("forward")
-    if function is None and held is not None and forward_function(module) is type(module).forward \
+    held, runs = module.__dict__.get("forward"), function or forward_function(module)
+    if function is None and held is not None and runs is type(module).forward \
             and compiled_inner(module) is None:  # a call runs something seinject cannot trace as the module
         return LocalGraph(path, module, None, f"its forward is replaced on the instance ({type(held).__name__} "
                           f"{getattr(held, '__qualname__', '')}): seinject traces the class's forward or one of "
                           "the module's own methods", call=call)
-    unwritable = _unwritable_signature(function or forward_function(module))
+    unwritable = _unwritable_signature(runs)
     if unwritable:
         return LocalGraph(path, module, None, unwritable, call=call)
     saved = _attributes(module)
     graph = None
     try:
-        with _forward_override(module, function):
+        with _forward_override(module, runs):
             graph = _ShallowTracer(call).trace(module)
     except Exception as exc:  # any failure of user code under tracing leaves the module out
         return LocalGraph(path, module, None, failure(exc), call=call)

@@ -24,7 +24,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx._symbolic_trace import PH
 
-from .calls import Call, forward_function, forward_parameters, simple
+from .calls import Call, forward_function, forward_parameters, left_out, simple
 
 
 class Struct(tuple):
@@ -61,7 +61,6 @@ class Split:
 
     source: str
     attrs: dict
-
 
 
 def value_of(arg: Any, env: dict) -> Any:
@@ -116,9 +115,9 @@ def call_site(module: nn.Module, call: fx.Node, env: dict, fix_passed: bool) -> 
             chosen = _argument(keywords[name], env, mutates)
             if chosen is not PH:
                 values.append((name, chosen))
-        elif parameter.default is not parameter.empty and simple(parameter.default):
-            values.append((name, parameter.default))
-    return Call(tuple(values), "the call in its parent's forward")
+        elif left_out(parameter) is not PH:
+            values.append((name, left_out(parameter)))
+    return Call(tuple(values))
 
 
 def _argument(raw: Any, env: dict, mutates: bool) -> Any:
@@ -154,8 +153,7 @@ def without_mutated_lists(module: nn.Module, call: Call | None) -> Call | None:
     if call is None or not may_mutate_lists(forward_function(module)):
         return call
     return Call(tuple((k, PH if isinstance(v, (list, tuple)) and v and all(i is PH for i in v) else v)
-                      for k, v in call.values), call.why)
-
+                      for k, v in call.values))
 
 
 def inputs_of(node: fx.Node, env: dict) -> tuple[list, list]:
@@ -208,7 +206,6 @@ def bind(graph: fx.Graph, call: fx.Node, env: dict) -> dict:
         elif name in call.kwargs:
             bound[ph] = value_of(call.kwargs[name], env)
     return bound
-
 
 
 _LIST_MUTATIONS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "__setitem__",

@@ -28,9 +28,7 @@ import torch.fx as fx
 from torch.fx._symbolic_trace import PH
 
 from ..errors import ModelError
-from .calls import Call
-
-_SIMPLE = (type(None), bool, int, float, str)
+from .calls import SIMPLE_TYPES, Call
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def runtime_key(value: Any) -> Any:
         return ("l" if type(value) is list else "u", tuple(runtime_key(v) for v in value))
     if type(value) is dict:
         return ("D", tuple(sorted((k, runtime_key(v)) for k, v in value.items())))
-    if isinstance(value, _SIMPLE):
+    if isinstance(value, SIMPLE_TYPES):
         return _simple_key(value)
     return ("O", type(value).__name__)
 
@@ -192,21 +190,23 @@ def dispatcher(variants: Variants, forwards: list, table: dict, variant: Callabl
     return namespace["forward"]
 
 
-def make_variant(module: torch.nn.Module, key: tuple, recipe: Any, compile_source: Callable) -> Callable:
-    """Trace the module's original forward for the call `key` stands for, put the recipe's blocks at the
-    same computations, and return the compiled forward."""
+def make_variant(module: torch.nn.Module, key: tuple, variants: Variants, original: type,
+                 compile_source: Callable) -> Callable:
+    """Trace the module's original forward (`variants.function`, else `original.forward`) for the call `key`
+    stands for, put the blocks of `variants.edits` at the same computations, and return the compiled
+    forward."""
     from .splice import insert_call
     from .trace import trace_module
 
-    variants = recipe.variants
     values = key[1:] if variants.modes else key
-    call = Call(tuple((name, _call_value(v)) for name, v in zip(variants.params, values)), "a call at run time")
-    owner = type(module).__name__
-    function = variants.function or recipe.original.forward
-    traced = trace_module(module, "", call, function=function)
+    call = Call(tuple((name, _call_value(v)) for name, v in zip(variants.params, values)))
+    owner, this_call = type(module).__name__, _shown_key(variants.params, values)
+    first = variants.keys[0] if variants.keys else ()
+    traced_call = _shown_key(variants.params, first[1:] if variants.modes else first)
+    traced = trace_module(module, "", call, function=variants.function or original.forward)
     if traced.graph is None:
-        raise ModelError(f"{owner}: seinject rewrote this forward for {_shown(variants.params, recipe, 0)} and cannot "
-                         f"trace it for this call ({_shown_key(variants.params, values)}): {traced.error}")
+        raise ModelError(f"{owner}: seinject rewrote this forward for {traced_call} and cannot trace it for this "
+                         f"call ({this_call}): {traced.error}")
     graph = traced.graph
     found: dict[str, list[fx.Node]] = {}
     for node, name in node_identities(graph).items():
@@ -214,28 +214,19 @@ def make_variant(module: torch.nn.Module, key: tuple, recipe: Any, compile_sourc
     for attr, value_name, user_names in variants.edits:
         values_found = found.get(value_name, [])
         if not values_found:
-            raise ModelError(f"{owner}: the forward for {_shown_key(variants.params, values)} does not compute the "
-                             f"value SE block {attr!r} scales (seinject placed its blocks on the path of "
-                             f"{_shown(variants.params, recipe, 0)}); apply with example_inputs that make this call, "
-                             "or call the model as it was traced")
+            raise ModelError(f"{owner}: the forward for {this_call} does not compute the value SE block {attr!r} "
+                             f"scales (seinject placed its blocks on the path of {traced_call}); apply with "
+                             "example_inputs that make this call, or call the model as it was traced")
         users = None
         if user_names is not None:
             users = [found[u][0] for u in user_names if len(found.get(u, [])) == 1]
         if len(values_found) > 1 or users is not None and len(users) != len(user_names):
-            raise ModelError(f"{owner}: the forward for {_shown_key(variants.params, values)} computes the value SE "
-                             f"block {attr!r} scales but feeds it elsewhere; seinject cannot place the block "
-                             "on that path (apply with example_inputs that make this call)")
+            raise ModelError(f"{owner}: the forward for {this_call} computes the value SE block {attr!r} scales but "
+                             "feeds it elsewhere; seinject cannot place the block on that path (apply with "
+                             "example_inputs that make this call)")
         insert_call(graph, module, values_found[0], users, attr)
     graph.lint()
     return compile_source(graph.python_code(root_module="self"))
-
-
-def _shown(params: tuple, recipe: Any, index: int) -> str:
-    keys = recipe.variants.keys
-    if not keys:
-        return "its first call"
-    values = keys[index][1:] if recipe.variants.modes else keys[index]
-    return _shown_key(params, values)
 
 
 def _shown_key(params: tuple, values: tuple) -> str:

@@ -31,7 +31,7 @@ from torch.fx._symbolic_trace import PH
 
 from ..graph.site import Skip
 from ..graph.view import GraphView, RawOp
-from .calls import Call, defaults_call
+from .calls import Call, defaults_call, key_of
 from .kinds import classify_call, classify_module, conv_weight_attrs, is_structural_leaf
 from .install import ATTACHED
 from .shapes import bind_recorded, record_shapes, recorded_call
@@ -97,7 +97,7 @@ class _Builder:
     def trace(self, path: str, module: nn.Module, call: Call | None = None) -> LocalGraph:
         """Trace a module for a call, or reuse the trace of an earlier module built and called the same way."""
         key = self.keys.key(module)
-        cache_key = None if key is None else (key, None if call is None else call.key())
+        cache_key = None if key is None else (key, key_of(call))
         first = self.traces.get(cache_key) if cache_key is not None else None
         if first is not None:
             first.shared = True
@@ -115,8 +115,7 @@ class _Builder:
         tried: list[LocalGraph] = []
         for call in calls:
             call = call() if callable(call) else call  # made only when the calls before it failed
-            if any((t.call.key() if t.call is not None else None) == (call.key() if call is not None else None)
-                   for t in tried):
+            if any(key_of(t.call) == key_of(call) for t in tried):
                 continue
             lg = self.trace(path, module, call)  # never an earlier call's trace of this path
             if lg.graph is not None:
@@ -272,8 +271,8 @@ class _Builder:
         with the call's flags fixed too, then at the values of example_inputs."""
         previous = self.graphs.get(path)
         call = call_site(sub, node, env, fix_passed=False) or None
-        if previous is not None and previous.graph is not None and previous.call is not None and call is not None \
-                and previous.call.key() == call.key() or previous is not None and previous.call is call is None:
+        if previous is not None and key_of(previous.call) == key_of(call) and \
+                (previous.graph is not None or call is None):
             return previous  # the same module called again the same way
         lg = self.traced_for(path, sub, [call, lambda: call_site(sub, node, env, fix_passed=True)],
                              self.shapes.get(path))
